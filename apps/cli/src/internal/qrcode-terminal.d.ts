@@ -1,0 +1,4 @@
+declare module "qrcode-terminal" {
+  const qrcode: unknown;
+  export default qrcode;
+}

@@ -1,0 +1,210 @@
+import type { SecureTransport } from "@pairwise/transport";
+import type { Logger } from "pino";
+import { DiskBlobStorage, type BlobStorage } from "./blob-storage.ts";
+import type { ServerConfig } from "./config.ts";
+import type { RelayContext } from "./context.ts";
+import { createServerMetrics, type ServerMetrics } from "./metrics.ts";
+import { makeStamp, newerStamp, type ClusterBus } from "./cluster-bus.ts";
+import { ProvisioningChannels } from "./provisioning.ts";
+import { RateLimiter } from "./rate-limit.ts";
+import { Session } from "./session.ts";
+import type { DeviceRecord, ServerStore } from "./store/server-store.ts";
+import { encodePush } from "./wire.ts";
+
+/** Options of {@link Relay}. */
+export interface RelayOptions {
+  store: ServerStore;
+  config: ServerConfig;
+  logger: Logger;
+  blobDir: string;
+  /** Blob storage instead of the disk under `blobDir` (e.g. S3). */
+  blobs?: BlobStorage;
+  /** Links this node to the others of a cluster (wake-ups, removals, connection ownership). */
+  bus?: ClusterBus;
+  now?: () => number;
+}
+
+const key = (accountId: string, deviceId: number) => `${accountId}|${deviceId}`;
+
+/**
+ * The relay's protocol engine, independent of sockets: give it authenticated transports with
+ * {@link Relay.handle}. Keeps one live connection per device (a newer one replaces a stale one),
+ * wakes delivery when mail arrives, and runs the housekeeping jobs (queue expiry, logging out
+ * companions whose primary has been away too long).
+ */
+export class Relay {
+  readonly metrics: ServerMetrics;
+  readonly context: RelayContext;
+  private readonly sessions = new Set<Session>();
+  private readonly byDevice = new Map<string, Session>();
+  private readonly unwatch = new Map<Session, () => void>();
+  private bindCounter = 0;
+  private readonly provisioningRefs = new Map<string, () => void>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly housekeeping: NodeJS.Timeout;
+  private accepting = true;
+
+  constructor(private readonly options: RelayOptions) {
+    const now = options.now ?? Date.now;
+    this.metrics = createServerMetrics(() => options.store.queueDepth());
+    const byDevice = this.byDevice;
+    const bus = options.bus;
+    this.context = {
+      store: options.store,
+      config: options.config,
+      logger: options.logger,
+      metrics: this.metrics,
+      now,
+      blobs: options.blobs ?? new DiskBlobStorage(options.blobDir, options.config.maxBlobBytes),
+      provisioning: new ProvisioningChannels(
+        now,
+        bus && {
+          issued: (ref) => {
+            this.provisioningRefs.set(
+              ref,
+              bus.serveProvisioning(ref, (envelope) =>
+                this.context.provisioning.deliver(ref, envelope),
+              ),
+            );
+          },
+          retired: (ref) => {
+            this.provisioningRefs.get(ref)?.();
+            this.provisioningRefs.delete(ref);
+          },
+        },
+      ),
+      ...(bus ? { provisionRemote: (ref, envelope) => bus.provision(ref, envelope) } : {}),
+      bundleLimiter: new RateLimiter(
+        options.config.bundleFetchesPerMinute,
+        options.config.bundleFetchesPerMinute,
+        now,
+      ),
+      ...(bus ? { pollMs: options.config.clusterPollMs } : {}),
+      notify(accountId, deviceId) {
+        byDevice.get(key(accountId, deviceId))?.notify();
+        bus?.mail(accountId, deviceId);
+      },
+      disconnect(accountId, deviceId) {
+        const s = byDevice.get(key(accountId, deviceId));
+        if (s) void s.removed();
+        bus?.removed(accountId, deviceId);
+      },
+      prekeysLow(accountId, deviceId, counts) {
+        const s = byDevice.get(key(accountId, deviceId));
+        s?.pushFrame(
+          encodePush({
+            kind: {
+              case: "prekeysLow",
+              value: { prekeys: counts.preKeys, kyberPrekeys: counts.kyberPreKeys },
+            },
+          }),
+        );
+      },
+    };
+    this.housekeeping = setInterval(() => void this.runHousekeeping(), 60_000);
+    this.housekeeping.unref();
+  }
+
+  /** Serves one authenticated connection until it closes. */
+  handle(transport: SecureTransport): Promise<void> {
+    if (!this.accepting) return transport.close("server shutting down");
+    const session = new Session(this.context, transport, {
+      bind: (s, device) => this.bind(s, device),
+      unbind: (s) => this.unbind(s),
+    });
+    this.sessions.add(session);
+    const done = session.run().finally(() => {
+      this.sessions.delete(session);
+      this.inFlight.delete(done);
+    });
+    this.inFlight.add(done);
+    return done;
+  }
+
+  private bind(session: Session, device: DeviceRecord): void {
+    const k = key(device.accountId, device.deviceId);
+    const previous = this.byDevice.get(k);
+    this.byDevice.set(k, session);
+    this.metrics.connections.set(this.byDevice.size);
+    // One live connection per device: the newer one wins, the stale one is closed — here, and
+    // through the bus on every other node (the newest binding stamp wins everywhere).
+    if (previous && previous !== session) void previous.close("replaced by a newer connection");
+    const bus = this.options.bus;
+    if (bus) {
+      const stamp = makeStamp(bus.nodeId, ++this.bindCounter, this.context.now());
+      session.bindStamp = stamp;
+      this.unwatch.set(
+        session,
+        bus.watch(device.accountId, device.deviceId, {
+          mail: () => session.notify(),
+          removed: () => void session.removed(),
+          bound: (other) => {
+            if (newerStamp(other, stamp)) void session.close("replaced by a newer connection");
+            else bus.bound(device.accountId, device.deviceId, stamp);
+          },
+        }),
+      );
+      bus.bound(device.accountId, device.deviceId, stamp);
+    }
+    void this.options.store
+      .touchDevice(device.accountId, device.deviceId, this.context.now())
+      .catch(() => undefined);
+  }
+
+  private unbind(session: Session): void {
+    const device = session.device;
+    if (!device) return;
+    const k = key(device.accountId, device.deviceId);
+    if (this.byDevice.get(k) === session) this.byDevice.delete(k);
+    this.unwatch.get(session)?.();
+    this.unwatch.delete(session);
+    this.metrics.connections.set(this.byDevice.size);
+    void this.options.store
+      .touchDevice(device.accountId, device.deviceId, this.context.now())
+      .catch(() => undefined);
+  }
+
+  /** Expires old queue entries and logs out companions whose primary has been away too long. */
+  async runHousekeeping(): Promise<void> {
+    const now = this.context.now();
+    try {
+      await this.options.store.expire(now);
+      for (const c of await this.options.store.listStaleCompanions(
+        now - this.options.config.companionExpiryMs,
+      )) {
+        const account = await this.options.store.getAccount(c.accountId);
+        if (!account) continue;
+        // The server cannot sign a new device list (only the primary can); it removes the
+        // device's keys and queue, which is what stops delivery, and keeps the list as is.
+        await this.options.store.removeDevice({
+          accountId: c.accountId,
+          deviceId: c.deviceId,
+          signedDeviceList: account.signedDeviceList,
+          timestamp: account.deviceListTimestamp,
+        });
+        this.context.disconnect(c.accountId, c.deviceId);
+        this.options.logger.info(
+          { deviceId: c.deviceId },
+          "companion logged out: primary offline too long",
+        );
+      }
+    } catch (err) {
+      this.options.logger.warn({ code: (err as { code?: string }).code }, "housekeeping failed");
+    }
+  }
+
+  /** Number of open connections (authenticated or not). */
+  get connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Stops accepting, closes every connection, waits for in-flight requests to finish. */
+  async close(): Promise<void> {
+    this.accepting = false;
+    clearInterval(this.housekeeping);
+    this.context.provisioning.closeAll();
+    await Promise.all([...this.sessions].map((s) => s.close("server shutting down")));
+    await Promise.allSettled([...this.inFlight]);
+    await this.context.blobs.close();
+  }
+}

@@ -1,0 +1,100 @@
+// The server's storage contract against the PostgreSQL running on this machine (and in CI):
+// 127.0.0.1:5432, database `test`, trust auth; override with PAIRWISE_TEST_POSTGRES.
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { ServerError } from "../errors.ts";
+import { PG_SCHEMA_VERSION } from "./pg-schema.ts";
+import { openPgServerStore } from "./pg-server-store.ts";
+import { describeServerStoreContract } from "./store-contract.ts";
+
+export const TEST_POSTGRES =
+  process.env.PAIRWISE_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
+const schema = `pw_test_${randomBytes(6).toString("hex")}`;
+
+afterAll(async () => {
+  const c = new pg.Client({ connectionString: TEST_POSTGRES });
+  await c.connect();
+  await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await c.end();
+});
+
+describeServerStoreContract("PostgreSQL", () =>
+  openPgServerStore({ connectionString: TEST_POSTGRES, schema, maxConnections: 4 }),
+);
+
+describe("PostgreSQL store", () => {
+  it("migrates once when several nodes start at the same time", async () => {
+    const fresh = `pw_test_${randomBytes(6).toString("hex")}`;
+    const stores = await Promise.all(
+      [1, 2, 3].map(() =>
+        openPgServerStore({ connectionString: TEST_POSTGRES, schema: fresh, maxConnections: 2 }),
+      ),
+    );
+    for (const s of stores) await s.ping();
+    const c = new pg.Client({ connectionString: TEST_POSTGRES });
+    await c.connect();
+    const r = await c.query(`SELECT count(*)::int AS n FROM ${fresh}.pairwise_migrations`);
+    expect(r.rows[0]).toEqual({ n: PG_SCHEMA_VERSION });
+    await c.query(`DROP SCHEMA ${fresh} CASCADE`);
+    await c.end();
+    for (const s of stores) await s.close();
+  });
+
+  it("refuses an unreachable database with Unavailable", async () => {
+    const err: unknown = await openPgServerStore({
+      connectionString: "postgres://postgres@127.0.0.1:1/test",
+      schema,
+    }).catch((e: unknown) => e);
+    expect(ServerError.is(err, "Unavailable")).toBe(true);
+  });
+
+  it("two nodes' pools cannot hand out more vault guesses than the limit together", async () => {
+    const a = await openPgServerStore({
+      connectionString: TEST_POSTGRES,
+      schema,
+      maxConnections: 4,
+    });
+    const b = await openPgServerStore({
+      connectionString: TEST_POSTGRES,
+      schema,
+      maxConnections: 4,
+    });
+    const vaultId = `v-${randomBytes(6).toString("hex")}`;
+    await a.createVaultRecord({
+      vaultId,
+      registrationRecord: "r",
+      wrappedKey: new Uint8Array(40),
+      now: 1,
+    });
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        (i % 2 ? a : b).countVaultGuess({
+          vaultId,
+          maxGuesses: 10,
+          now: 1,
+          login: { loginId: `${vaultId}-${String(i)}`, state: "s", expiresAt: 100 },
+        }),
+      ),
+    );
+    expect(results.filter((r) => typeof r === "object")).toHaveLength(10);
+    expect(results.filter((r) => r === "locked")).toHaveLength(20);
+    await a.close();
+    await b.close();
+  });
+
+  it("reports pool figures", async () => {
+    const store = await openPgServerStore({
+      connectionString: TEST_POSTGRES,
+      schema,
+      maxConnections: 3,
+    });
+    await store.ping();
+    const stats = store.poolStats();
+    expect(stats.max).toBe(3);
+    expect(stats.total).toBeGreaterThanOrEqual(1);
+    expect(stats.waiting).toBe(0);
+    await store.close();
+    expect(ServerError.is(await store.ping().catch((e: unknown) => e), "Unavailable")).toBe(true);
+  });
+});

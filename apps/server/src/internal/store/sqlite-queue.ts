@@ -1,0 +1,176 @@
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
+import { ServerError } from "../errors.ts";
+import type { QueueInsert, QueuedMessage, ServerStore } from "./server-store.ts";
+import { bytes, type SqliteContext } from "./sqlite-context.ts";
+import { toServerError } from "./sqlite-errors.ts";
+
+type QueueMethods = Pick<
+  ServerStore,
+  "enqueue" | "fetchQueue" | "ack" | "expire" | "queueDepth"
+> & {
+  /** Commits what is waiting for the group commit now (before closing the database). */
+  flushQueueWrites: () => void;
+};
+
+/** A submission or acknowledgement waiting for the group commit. */
+interface PendingWrite {
+  apply(): unknown;
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+}
+
+/** Writes committed together at most; a larger burst is split over several transactions. */
+const GROUP_COMMIT_MAX = 1024;
+
+/**
+ * Rows `expire` deletes per transaction. SQLite has one writer: a short transaction followed by
+ * a turn of the event loop keeps a large backlog from blocking submissions for seconds.
+ */
+const EXPIRE_BATCH = 2000;
+
+/**
+ * The per-device message queues and the submission dedup keys of the SQLite store.
+ *
+ * Group commit: `enqueue` and `ack` calls made in the same turn of the event loop are applied in
+ * call order inside one transaction, committed at the end of the turn (`setImmediate`); each
+ * promise settles only after that commit. Each call stays atomic on its own: one that fails its
+ * checks ("NotFound") writes nothing and does not disturb the others; a database failure fails
+ * every call of the batch and commits none of them. A burst of submissions from many connections
+ * then costs one commit instead of one each.
+ */
+export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
+  const { db, run } = ctx;
+  const q = {
+    // A live key makes this a no-op (changes = 0); an expired one that `expire` has not swept
+    // yet is taken over, so an old key never blocks a new message.
+    claimDedup: db.prepare<[string, number, number]>(
+      `INSERT INTO dedup (key, expires_at) VALUES (?, ?)
+       ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE dedup.expires_at <= ?`,
+    ),
+    insert: db.prepare<[number, Uint8Array, number, number]>(
+      "INSERT INTO queue (dev, envelope, enqueued_at, expires_at) VALUES (?, ?, ?, ?)",
+    ),
+    fetch: db.prepare<
+      [number, number, number],
+      { seq: number; envelope: Buffer; enqueued_at: number }
+    >(
+      "SELECT seq, envelope, enqueued_at FROM queue WHERE dev = ? AND seq > ? ORDER BY seq LIMIT ?",
+    ),
+    ackOne: db.prepare<[number, number]>("DELETE FROM queue WHERE seq = ? AND dev = ?"),
+    expireBatch: db.prepare<[number, number]>(
+      `DELETE FROM queue WHERE seq IN (SELECT seq FROM queue WHERE expires_at <= ? LIMIT ?)`,
+    ),
+    expireDedup: db.prepare<[number, number]>(
+      `DELETE FROM dedup WHERE key IN (SELECT key FROM dedup WHERE expires_at <= ? LIMIT ?)`,
+    ),
+    expireReservations: db.prepare<[number]>("DELETE FROM reservations WHERE expires_at <= ?"),
+    depth: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM queue"),
+  };
+
+  // Runs inside the group transaction. Every check comes before the first write, so a call that
+  // fails its checks leaves nothing behind without needing a savepoint.
+  const enqueueOne = (
+    inserts: QueueInsert[],
+    options: { now: number; expiresAt: number; dedupKey?: string },
+  ) => {
+    const { now, expiresAt, dedupKey } = options;
+    const rows: Array<{ dev: number; envelope: Uint8Array }> = [];
+    for (const ins of inserts) {
+      const dev = ctx.devKey(ins.accountId, ins.deviceId);
+      if (dev === undefined) throw new ServerError("NotFound", "device not found");
+      rows.push({ dev, envelope: ins.envelope });
+    }
+    if (dedupKey !== undefined && q.claimDedup.run(dedupKey, expiresAt, now).changes === 0) {
+      return { seqs: [] as number[], duplicate: true };
+    }
+    const seqs = rows.map((r) =>
+      Number(q.insert.run(r.dev, r.envelope, now, expiresAt).lastInsertRowid),
+    );
+    return { seqs, duplicate: false };
+  };
+
+  const ackOne = (accountId: string, deviceId: number, seqs: number[]) => {
+    const dev = ctx.devKey(accountId, deviceId);
+    if (dev === undefined) return 0;
+    let deleted = 0;
+    for (const seq of seqs) deleted += q.ackOne.run(seq, dev).changes;
+    return deleted;
+  };
+
+  let pending: PendingWrite[] = [];
+  let timer: NodeJS.Immediate | undefined;
+  const commitGroup = db.transaction((writes: PendingWrite[]) =>
+    writes.map((w): { ok: true; value: unknown } | { ok: false; error: unknown } => {
+      try {
+        return { ok: true, value: w.apply() };
+      } catch (error) {
+        // A failed check wrote nothing; anything else (the database failing) aborts the group.
+        if (ServerError.is(error)) return { ok: false, error };
+        throw error;
+      }
+    }),
+  );
+  const flush = () => {
+    if (timer) clearImmediate(timer);
+    timer = undefined;
+    while (pending.length > 0) {
+      const writes = pending.slice(0, GROUP_COMMIT_MAX);
+      pending = pending.slice(writes.length);
+      let outcomes;
+      try {
+        outcomes = commitGroup(writes);
+      } catch (err) {
+        const error = toServerError(err, db);
+        for (const w of writes) w.reject(error);
+        continue;
+      }
+      writes.forEach((w, i) => {
+        const o = outcomes[i];
+        if (o?.ok) w.resolve(o.value);
+        else w.reject(o?.error);
+      });
+    }
+  };
+  const write = <T>(apply: () => T): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      pending.push({ apply, resolve: (v) => resolve(v as T), reject });
+      timer ??= setImmediate(flush);
+    });
+
+  const sweep = (stmt: typeof q.expireBatch, now: number) =>
+    db.transaction(() => stmt.run(now, EXPIRE_BATCH).changes)();
+
+  return {
+    enqueue: (inserts, options) => write(() => enqueueOne(inserts, options)),
+    fetchQueue: (accountId, deviceId, afterSeq, limit) =>
+      run((): QueuedMessage[] => {
+        const dev = ctx.devKey(accountId, deviceId);
+        // LIMIT with a negative value means "no limit" in SQLite.
+        if (dev === undefined || !(limit >= 1)) return [];
+        return q.fetch.all(dev, afterSeq, Math.floor(limit)).map((r) => ({
+          seq: r.seq,
+          envelope: bytes(r.envelope),
+          enqueuedAt: r.enqueued_at,
+        }));
+      }),
+    ack: (accountId, deviceId, seqs) => write(() => ackOne(accountId, deviceId, seqs)),
+    flushQueueWrites: flush,
+    async expire(now) {
+      try {
+        let messages = 0;
+        let n: number;
+        do {
+          n = sweep(q.expireBatch, now);
+          messages += n;
+          if (n === EXPIRE_BATCH) await yieldToEventLoop();
+        } while (n === EXPIRE_BATCH);
+        while (sweep(q.expireDedup, now) === EXPIRE_BATCH) await yieldToEventLoop();
+        q.expireReservations.run(now);
+        return messages;
+      } catch (err) {
+        throw toServerError(err, db);
+      }
+    },
+    queueDepth: () => run(() => q.depth.get()?.n ?? 0),
+  };
+}

@@ -1,0 +1,189 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { ServerError } from "../errors.ts";
+import { openSqliteServerStore } from "./sqlite-server-store.ts";
+import { SQLITE_SCHEMA_VERSION } from "./sqlite-schema.ts";
+import { describeServerStoreContract } from "./store-contract.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "pairwise-server-store-"));
+let files = 0;
+const freshPath = () => join(dir, `store-${++files}.db`);
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describeServerStoreContract("SQLite", () =>
+  Promise.resolve(openSqliteServerStore({ path: freshPath() })),
+);
+
+const T0 = 1_700_000_000_000;
+const b = (n: number, fill = 1) => new Uint8Array(n).fill(fill);
+const key = (id: number, size = 32) => ({ id, publicKey: b(size, id), signature: b(64, id) });
+
+async function seed(path: string, accountId = "acct") {
+  const store = openSqliteServerStore({ path });
+  await store.createAccount({
+    accountId,
+    accountKey: b(33),
+    signedDeviceList: b(8),
+    deviceListTimestamp: 1,
+    now: T0,
+    primary: {
+      deviceId: 1,
+      keyIndex: 0,
+      registrationId: 1,
+      identityKey: b(33),
+      signedDeviceIdentity: b(10),
+      noiseKey: b(32, 7),
+      name: "primary",
+      platform: "test",
+      keys: { signedPreKey: key(1), lastResortKyberPreKey: key(2), preKeys: [], kyberPreKeys: [] },
+    },
+  });
+  return store;
+}
+
+describe("SQLite server store", () => {
+  it("opens in WAL mode at the current schema version with either synchronous level", async () => {
+    for (const synchronous of ["normal", "full"] as const) {
+      const path = freshPath();
+      const store = openSqliteServerStore({ path, synchronous });
+      await store.ping();
+      await store.close();
+      // synchronous is a per-connection setting; journal mode and version live in the file.
+      const db = new Database(path);
+      expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
+      expect(db.pragma("user_version", { simple: true })).toBe(SQLITE_SCHEMA_VERSION);
+      expect(db.pragma("integrity_check", { simple: true })).toBe("ok");
+      db.close();
+    }
+  });
+
+  it("keeps data and counters across reopening", async () => {
+    const path = freshPath();
+    let store = await seed(path);
+    const slot = await store.reserveCompanion({
+      accountId: "acct",
+      maxCompanions: 4,
+      now: T0,
+      ttlMs: 1,
+    });
+    const { seqs } = await store.enqueue([{ accountId: "acct", deviceId: 1, envelope: b(5, 9) }], {
+      now: T0,
+      expiresAt: T0 + 1000,
+    });
+    await store.close();
+    store = openSqliteServerStore({ path });
+    expect(await store.getDevice("acct", 1)).toMatchObject({ name: "primary" });
+    expect(await store.fetchQueue("acct", 1, 0, 10)).toEqual([
+      { seq: seqs[0], envelope: b(5, 9), enqueuedAt: T0 },
+    ]);
+    // The expired reservation's id stays burnt after a restart.
+    const next = await store.reserveCompanion({
+      accountId: "acct",
+      maxCompanions: 4,
+      now: T0 + 5,
+      ttlMs: 1,
+    });
+    expect(next.deviceId).toBe(slot.deviceId + 1);
+    // AUTOINCREMENT: a seq is not reused after its message is acknowledged, even after restart.
+    await store.ack("acct", 1, seqs);
+    await store.close();
+    store = openSqliteServerStore({ path });
+    const again = await store.enqueue([{ accountId: "acct", deviceId: 1, envelope: b(1) }], {
+      now: T0,
+      expiresAt: T0 + 1000,
+    });
+    expect(again.seqs[0]).toBeGreaterThan(seqs[0] ?? Infinity);
+    await store.close();
+  });
+
+  it("expires a backlog larger than one batch", async () => {
+    const store = await seed(freshPath());
+    const inserts = Array.from({ length: 4500 }, () => ({
+      accountId: "acct",
+      deviceId: 1,
+      envelope: b(16),
+    }));
+    await store.enqueue(inserts, { now: T0, expiresAt: T0 + 1 });
+    await store.enqueue(inserts.slice(0, 3), { now: T0, expiresAt: T0 + 100 });
+    expect(await store.expire(T0 + 1)).toBe(4500);
+    expect(await store.queueDepth()).toBe(3);
+    await store.close();
+  });
+
+  it("refuses a database written by a newer version, and a file that is not a database", () => {
+    const path = freshPath();
+    const db = new Database(path);
+    db.pragma(`user_version = ${SQLITE_SCHEMA_VERSION + 1}`);
+    db.close();
+    expect(() => openSqliteServerStore({ path })).toThrow(
+      expect.objectContaining({ code: "Internal" }) as Error,
+    );
+    const junk = freshPath();
+    writeFileSync(junk, Buffer.alloc(8192, 0x41));
+    let err: unknown;
+    try {
+      openSqliteServerStore({ path: junk });
+    } catch (e) {
+      err = e;
+    }
+    expect(ServerError.is(err, "Unavailable")).toBe(true);
+  });
+
+  it("keeps invite tokens only as hashes and never blob bytes", async () => {
+    const path = freshPath();
+    const store = openSqliteServerStore({ path });
+    const token = "invite-token-do-not-store-7f3a";
+    await store.addInvite(token, T0);
+    await store.close();
+    expect(readFileSync(path).includes(token)).toBe(false);
+    const db = new Database(path, { readonly: true });
+    const columns = db.prepare("SELECT name FROM pragma_table_info('blobs')").all();
+    expect(columns.map((c) => (c as { name: string }).name).sort()).toEqual([
+      "blob_id",
+      "created_at",
+      "owner",
+      "sha256",
+      "size",
+    ]);
+    db.close();
+  });
+
+  it("maps errors to ServerError without values in the message", async () => {
+    const store = await seed(freshPath());
+    const noiseKey = b(32, 7);
+    const err = await store
+      .createAccount({
+        accountId: "secret-account-name",
+        accountKey: b(33),
+        signedDeviceList: b(8),
+        deviceListTimestamp: 1,
+        now: T0,
+        primary: {
+          deviceId: 1,
+          keyIndex: 0,
+          registrationId: 1,
+          identityKey: b(33),
+          signedDeviceIdentity: b(10),
+          noiseKey,
+          name: "x",
+          platform: "x",
+          keys: {
+            signedPreKey: key(1),
+            lastResortKyberPreKey: key(2),
+            preKeys: [],
+            kyberPreKeys: [],
+          },
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(ServerError.is(err, "Conflict")).toBe(true);
+    expect((err as Error).message).not.toContain("secret-account-name");
+    expect((err as Error).message).toBe("Conflict: already exists");
+    await store.close();
+  });
+});

@@ -1,0 +1,83 @@
+import Database from "better-sqlite3";
+import type { Logger } from "pino";
+import { ServerError } from "../errors.ts";
+import type { ServerStore } from "./server-store.ts";
+import { createSqliteBlobs } from "./sqlite-blobs.ts";
+import { createSqliteContext } from "./sqlite-context.ts";
+import { createSqliteDirectory } from "./sqlite-directory.ts";
+import { createSqliteGroups } from "./sqlite-groups.ts";
+import { createSqliteInvites } from "./sqlite-invites.ts";
+import { createSqlitePreKeys, prepareKeyWriter } from "./sqlite-prekeys.ts";
+import { createSqliteQueue } from "./sqlite-queue.ts";
+import { createSqliteVault } from "./sqlite-vault.ts";
+import { migrate } from "./sqlite-schema.ts";
+
+/** Options for {@link openSqliteServerStore}. */
+export interface SqliteServerStoreOptions {
+  /** The database file (created if missing). `":memory:"` for a throwaway database. */
+  path: string;
+  /**
+   * `"normal"` (default): in WAL mode a commit survives a process crash (kill -9); only an OS
+   * crash or power loss can lose the last commits. `"full"` fsyncs the WAL on every commit, so an
+   * acknowledged submission survives power loss too, at the cost of one fsync per commit.
+   */
+  synchronous?: "normal" | "full";
+  /** The clock for the few writes whose method takes no `now` (group timestamps). Defaults to `Date.now`. */
+  now?: () => number;
+  /** Receives one info line per schema migration. */
+  logger?: Logger;
+}
+
+/**
+ * Opens (creating and migrating if needed) the server's SQLite database through better-sqlite3
+ * in WAL mode, as a {@link ServerStore}. Every multi-row method is one SQLite transaction; no
+ * table is cached in memory. Blob bytes are not stored here, only their metadata.
+ *
+ * Throws `ServerError("Unavailable")` if the file cannot be opened or is not a database, and
+ * `ServerError("Internal")` if it was written by a newer server version. Methods reject with
+ * `ServerError`: "Conflict", "NotFound", "StaleDeviceList", "TooManyDevices", "InvalidRequest"
+ * as documented on {@link ServerStore}, "Unavailable" when the database cannot serve (also after
+ * `close`), "Internal" otherwise.
+ */
+export function openSqliteServerStore(options: SqliteServerStoreOptions): ServerStore {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(options.path);
+    db.pragma("journal_mode = WAL");
+    db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
+    db.pragma("foreign_keys = ON");
+    db.pragma("busy_timeout = 5000");
+    // After a burst the WAL file is truncated back to this size at checkpoints.
+    db.pragma("journal_size_limit = 67108864");
+    migrate(db, options.logger);
+  } catch (err) {
+    if (db?.open) db.close();
+    if (ServerError.is(err)) throw err;
+    throw new ServerError("Unavailable", "cannot open the server database", { cause: err });
+  }
+
+  const ctx = createSqliteContext(db, options.now ?? Date.now);
+  const { flushQueueWrites, ...queueMethods } = createSqliteQueue(ctx);
+  const writeKeys = prepareKeyWriter(ctx);
+  const ping = db.prepare("SELECT 1");
+  const opened = db;
+
+  return {
+    ...createSqliteDirectory(ctx, writeKeys),
+    ...createSqlitePreKeys(ctx, writeKeys),
+    ...queueMethods,
+    ...createSqliteGroups(ctx),
+    ...createSqliteBlobs(ctx),
+    ...createSqliteInvites(ctx),
+    ...createSqliteVault(ctx),
+    ping: () =>
+      ctx.run(() => {
+        ping.get();
+      }),
+    close: () =>
+      ctx.run(() => {
+        if (opened.open) flushQueueWrites();
+        if (opened.open) opened.close();
+      }),
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * What every benchmark uses: timing helpers and the reporting convention. A benchmark prints
+ * human-readable lines as it goes and, last, exactly one JSON line with its figures (via
+ * {@link emitResult}), so scripts can `tail -n 1`. Targets are ratios against a floor measured in
+ * the same run, never absolute times.
+ */
+
+/** Nanosecond-resolution monotonic clock, in milliseconds. */
+export function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** Runs `fn` `iterations` times after `warmup` untimed runs; returns mean microseconds per call. */
+export async function timePerOp(
+  fn: () => unknown,
+  options: { iterations: number; warmup?: number },
+): Promise<number> {
+  for (let i = 0; i < (options.warmup ?? Math.ceil(options.iterations / 10)); i++) await fn();
+  const start = nowMs();
+  for (let i = 0; i < options.iterations; i++) await fn();
+  return ((nowMs() - start) * 1000) / options.iterations;
+}
+
+/** The p-th percentile (0..100) of `samples`, nearest-rank. */
+export function percentile(samples: readonly number[], p: number): number {
+  if (samples.length === 0) throw new Error("percentile of no samples");
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+/** Rounds to `digits` significant decimals for printing. */
+export function round(value: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+/** Prints one human-readable figure line: `  label: value unit`. */
+export function line(label: string, value: number | string, unit = ""): void {
+  console.log(
+    `  ${label.padEnd(36)} ${typeof value === "number" ? round(value) : value}${unit ? ` ${unit}` : ""}`,
+  );
+}
+
+/** Prints the benchmark's final JSON line; call it once, last. */
+export function emitResult(
+  result: { bench: string } & Record<string, number | string | boolean>,
+): void {
+  console.log(JSON.stringify(result));
+}

@@ -1,0 +1,67 @@
+// Child processes the benchmarks start: the relay server (its own process, as in production)
+// and helpers, each waited for by its ready line.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+const root = join(import.meta.dirname, "..");
+
+/** Runs a TypeScript entry (through tsx) from the repo root and waits for a stdout line matching `ready`. */
+export async function startProcess(
+  args: string[],
+  ready: RegExp,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ child: ChildProcess; match: RegExpMatchArray }> {
+  const prof = process.env.BENCH_CPU_PROF
+    ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_CPU_PROF]
+    : [];
+  const child = spawn(process.execPath, [...prof, "--import", "tsx", ...args], {
+    cwd: root,
+    env,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const lines = createInterface({ input: child.stdout });
+  const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("process did not start")), 30_000);
+    lines.on("line", (l) => {
+      const m = ready.exec(l);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+    child.once("exit", () => reject(new Error("process exited")));
+  });
+  return { child, match };
+}
+
+/** Starts `pairwise-server` on a loopback port in `dataDir`; returns its URL, pinned key and process. */
+export async function startRelayProcess(
+  dataDir: string,
+  options: { args?: string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ child: ChildProcess; url: string; publicKey: Uint8Array }> {
+  const { child, match } = await startProcess(
+    [
+      "apps/server/src/cli.ts",
+      "--data",
+      dataDir,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      ...(options.args ?? []),
+    ],
+    /^listening on (ws:\/\/[^\s]+)$/,
+    { ...process.env, ...options.env },
+  );
+  const url = match[1]!;
+  const keyText = await (await fetch(url.replace("ws://", "http://") + "/server-key")).text();
+  return { child, url, publicKey: new Uint8Array(Buffer.from(keyText, "base64url")) };
+}
+
+/** Resident set size of a process in KiB (Linux). */
+export function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m?.[1] ?? 0);
+}

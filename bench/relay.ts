@@ -1,0 +1,140 @@
+// npm run bench -- relay
+// Floor: a plain ws relay forwarding 200-byte frames between two sockets. Then the Pairwise relay
+// (its own process, SQLite durable queue): submit -> deliver -> acknowledge, end to end; p50/p99
+// latency at half the peak rate; server memory per idle authenticated connection.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import WebSocket from "ws";
+import { TestDevice, connect } from "../apps/server/test/support.ts";
+import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
+import { emitResult, line, nowMs, percentile, round } from "./harness.ts";
+import { rssKb, startProcess, startRelayProcess } from "./processes.ts";
+
+const FRAME = 200;
+const FLOOR_MESSAGES = 40_000;
+const RELAY_MESSAGES = 30_000;
+/** Untimed messages first, through both relays, so both are measured with their code optimised. */
+const WARMUP_MESSAGES = 6_000;
+const WINDOW = 512;
+const LATENCY_MESSAGES = 1_500;
+const IDLE_CONNECTIONS = 300;
+
+const open = (url: string) =>
+  new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.once("open", () => resolve(ws));
+    ws.once("error", reject);
+  });
+
+async function floor(): Promise<number> {
+  const { child, match } = await startProcess(
+    ["bench/relay-floor-server.ts"],
+    /^listening on (\d+)$/,
+  );
+  const url = `ws://127.0.0.1:${match[1]}`;
+  const a = await open(url);
+  const b = await open(url);
+  await new Promise((r) => setTimeout(r, 100));
+  const frame = randomBytes(FRAME);
+  const run = async (count: number) => {
+    let got = 0;
+    const done = new Promise<void>((resolve) => {
+      const onMessage = () => {
+        if (++got < count) return;
+        b.off("message", onMessage);
+        resolve();
+      };
+      b.on("message", onMessage);
+    });
+    const start = nowMs();
+    for (let i = 0; i < count; i++) {
+      a.send(frame);
+      if (a.bufferedAmount > 1 << 20) await new Promise((r) => setTimeout(r, 1));
+    }
+    await done;
+    return count / ((nowMs() - start) / 1000);
+  };
+  await run(WARMUP_MESSAGES);
+  const perS = await run(FLOOR_MESSAGES);
+  a.close();
+  b.close();
+  child.kill("SIGTERM");
+  return perS;
+}
+
+async function pairwise() {
+  const dataDir = mkdtempSync(join(tmpdir(), "pairwise-bench-relay-"));
+  const relay = await startRelayProcess(dataDir);
+  const child = relay.child;
+  const server = { url: relay.url, publicKey: relay.publicKey } as RelayEndpoint;
+  // Memory per idle authenticated connection, read from the server process before any load (a
+  // heap grown by a burst would absorb new connections unseen): the devices are registered
+  // first (their rows and the database's page cache are not connection memory), then their
+  // connections are opened and left idle; they stay open through the load.
+  const idle: TestDevice[] = [];
+  for (let i = 0; i < IDLE_CONNECTIONS; i++) {
+    const d = await TestDevice.register(server, `idle-${i}`, { oneTime: 1 });
+    await d.conn.close();
+    idle.push(d);
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  const before = rssKb(child.pid!);
+  for (const d of idle) d.conn = await connect(server, d.noiseKeys, () => undefined);
+  await new Promise((r) => setTimeout(r, 2000));
+  const after = rssKb(child.pid!);
+  const bytesPerIdle = ((after - before) * 1024) / IDLE_CONNECTIONS;
+
+  const load = await relayLoad(server, server, { frameBytes: FRAME, window: WINDOW });
+  const { arrived, submit, waitArrived } = load;
+  await load.peak("warm", WARMUP_MESSAGES);
+  const relayPerS = await load.peak("peak", RELAY_MESSAGES);
+
+  // Latency at half the peak rate: paced sends, submit-to-push time per message.
+  const rate = relayPerS / 2;
+  arrived.clear();
+  const sentAt = new Map<string, number>();
+  const t0 = nowMs();
+  const inflight: Promise<unknown>[] = [];
+  for (let i = 0; i < LATENCY_MESSAGES; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - nowMs();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const id = `lat-${i}`;
+    sentAt.set(id, nowMs());
+    inflight.push(submit(id));
+  }
+  await Promise.all(inflight);
+  await waitArrived(LATENCY_MESSAGES);
+  const latencies = [...sentAt].map(([id, t]) => arrived.get(id)! - t);
+
+  await load.close();
+  for (const d of idle) await d.conn.close().catch(() => undefined);
+  child.kill("SIGTERM");
+  await new Promise((r) => child.once("exit", r));
+  rmSync(dataDir, { recursive: true, force: true });
+  return { relayPerS, rate, latencies, bytesPerIdle };
+}
+
+const floorPerS = await floor();
+line("floor: plain ws relay", floorPerS, "frames/s");
+const r = await pairwise();
+line("pairwise relay submit->deliver->ack", r.relayPerS, "messages/s");
+const ratio = r.relayPerS / floorPerS;
+line("ratio relay / floor (target >= 0.3)", ratio);
+line(`latency at ${Math.round(r.rate)}/s p50`, percentile(r.latencies, 50), "ms");
+line("latency p99 (target <= 20)", percentile(r.latencies, 99), "ms");
+line(
+  `server memory per idle connection (${IDLE_CONNECTIONS})`,
+  r.bytesPerIdle / 1024,
+  "KiB (RSS delta)",
+);
+emitResult({
+  bench: "relay",
+  floor_per_s: round(floorPerS, 0),
+  relay_per_s: round(r.relayPerS, 0),
+  ratio: round(ratio, 3),
+  p99_ms: round(percentile(r.latencies, 99), 2),
+  bytes_per_idle_conn: Math.round(r.bytesPerIdle),
+});

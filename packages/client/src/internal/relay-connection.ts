@@ -1,0 +1,152 @@
+import { create, toBinary, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import {
+  ClientFrameSchema,
+  ServerFrameSchema,
+  type ClientFrame,
+  type Push,
+  type Response,
+} from "@pairwise/core/relay-proto";
+import type { Transport } from "@pairwise/transport";
+import { ClientError } from "./errors.ts";
+
+/** A request: one case of the ClientFrame `request` oneof. */
+export type RelayRequest = Exclude<ClientFrame["request"], { case: undefined }>;
+/** A response result: one case of the Response `result` oneof. */
+export type RelayResult = Response["result"];
+
+/** A request as callers build it (protobuf-es init shape: plain objects, no `$typeName`). */
+export type RelayRequestInit = Exclude<
+  MessageInitShape<typeof ClientFrameSchema>["request"],
+  { case: undefined } | undefined
+>;
+
+/** The value of the result case `C`. */
+export type ResultValue<C> =
+  Extract<RelayResult, { case: C }> extends { value: infer V } ? V : never;
+
+/** Options of {@link RelayConnection}. */
+export interface RelayConnectionOptions {
+  /** Gives up on a request that got no answer in this long (default 15 s). */
+  timeoutMs?: number;
+  /** Called for every server push, in arrival order. */
+  onPush?: (push: Push) => void;
+}
+
+/**
+ * Request/response over one transport to the relay: numbers requests, matches responses by id,
+ * times out requests that get no answer, and hands server pushes to `onPush`. A server error
+ * becomes `ClientError("ServerRefused")` carrying the server's code (and device mismatches).
+ */
+export class RelayConnection {
+  private nextId = 1n;
+  private readonly pending = new Map<
+    bigint,
+    { resolve: (r: Response) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }
+  >();
+  private readonly timeoutMs: number;
+  /** Resolves when the connection has ended (the read loop stopped). */
+  readonly ended: Promise<void>;
+
+  constructor(
+    readonly transport: Transport,
+    private readonly options: RelayConnectionOptions = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? 15_000;
+    this.ended = this.readLoop();
+  }
+
+  private async readLoop(): Promise<void> {
+    try {
+      for await (const bytes of this.transport) {
+        let frame;
+        try {
+          frame = fromBinary(ServerFrameSchema, bytes);
+        } catch {
+          continue; // a frame we cannot decode is dropped; the request it answers times out
+        }
+        if (frame.kind.case === "response") {
+          const p = this.pending.get(frame.kind.value.id);
+          if (p) {
+            clearTimeout(p.timer);
+            this.pending.delete(frame.kind.value.id);
+            p.resolve(frame.kind.value);
+          }
+        } else if (frame.kind.case === "push") {
+          this.options.onPush?.(frame.kind.value);
+        }
+      }
+    } catch {
+      // the transport failed: pending requests are rejected below
+    } finally {
+      for (const p of this.pending.values()) {
+        clearTimeout(p.timer);
+        p.reject(new ClientError("Disconnected", "connection to the server closed"));
+      }
+      this.pending.clear();
+    }
+  }
+
+  /**
+   * Sends a request and waits for its answer. Throws `ClientError`: "ServerRefused" (with
+   * `serverCode`), "Timeout", "Disconnected".
+   */
+  async request(request: RelayRequestInit): Promise<RelayResult> {
+    const id = this.nextId++;
+    const frame = create(ClientFrameSchema, { id, request });
+    const answer = new Promise<Response>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new ClientError("Timeout", "the server did not answer in time"));
+      }, this.timeoutMs);
+      timer.unref();
+      this.pending.set(id, { resolve, reject, timer });
+    });
+    try {
+      await this.transport.send(toBinary(ClientFrameSchema, frame));
+    } catch (cause) {
+      const p = this.pending.get(id);
+      if (p) clearTimeout(p.timer);
+      this.pending.delete(id);
+      throw new ClientError("Disconnected", "cannot send to the server", { cause });
+    }
+    const response = await answer;
+    if (response.error) {
+      throw new ClientError("ServerRefused", response.error.message, {
+        serverCode: response.error.code,
+        mismatches: response.error.mismatches.map((m) => ({
+          accountId: m.accountId,
+          missing: m.missing,
+          extra: m.extra,
+          stale: m.stale,
+        })),
+      });
+    }
+    return response.result;
+  }
+
+  /** Sends a frame that needs no answer (acknowledgements). */
+  async notify(request: RelayRequestInit): Promise<void> {
+    await this.transport.send(
+      toBinary(ClientFrameSchema, create(ClientFrameSchema, { id: 0n, request })),
+    );
+  }
+
+  /** Closes the connection. */
+  async close(): Promise<void> {
+    await this.transport.close("client closing");
+    await this.ended;
+  }
+}
+
+/** Narrows a result to the expected case or throws `ClientError("ProtocolError")`. */
+export function expectResult<C extends NonNullable<RelayResult["case"]>>(
+  result: RelayResult,
+  expected: C,
+): ResultValue<C> {
+  if (result.case !== expected)
+    throw new ClientError(
+      "ProtocolError",
+      `the server answered ${String(result.case)}, expected ${expected}`,
+    );
+  return result.value as ResultValue<C>;
+}

@@ -1,0 +1,136 @@
+import Database from "better-sqlite3";
+import { CoreError } from "../errors.ts";
+import type { KeyValueStore, StoreTable, StoreWrite } from "./kv-store.ts";
+
+/** Options for {@link openSqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Database file; one file per device. `":memory:"` for a throwaway database. */
+  path: string;
+  /**
+   * `"full"` fsyncs every commit; `"normal"` (default) is WAL's usual setting: a commit survives
+   * a process crash (kill -9); only an OS crash or power loss can lose the last commits.
+   */
+  synchronous?: "full" | "normal";
+  /**
+   * For one device among many in a process (a bot host): SQLite's page cache is bounded to
+   * 256 KiB instead of 2 MiB, pages are read rather than memory-mapped (mapped pages count
+   * against the process), and at most 256 session/identity records are kept decoded in memory
+   * instead of 4096. Idle devices then cost little; busy ones read a little more from the file.
+   */
+  lowMemory?: boolean;
+}
+
+const SCHEMA_VERSION = 1;
+const CACHE_ENTRIES = 4096;
+const LOW_MEMORY_CACHE_ENTRIES = 256;
+
+/**
+ * Opens (creating if needed) a device's SQLite database through better-sqlite3, in WAL mode, as
+ * a {@link KeyValueStore}. Every `apply` is one SQLite transaction, so a crash never leaves a
+ * half-updated session. Throws `CoreError("StorageFailure")` if the file can't be opened or was
+ * written by a newer schema.
+ */
+export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
+  let db: Database.Database;
+  try {
+    db = new Database(options.path);
+    // Session records reach ~4 KiB (PQXDH + the post-quantum ratchet state): 8 KiB pages keep
+    // such a row on one page, and a rowid table (not WITHOUT ROWID) suits rows that large.
+    // page_size only takes effect on a new database.
+    db.pragma("page_size = 8192");
+    db.pragma("journal_mode = WAL");
+    db.pragma(`mmap_size = ${options.lowMemory ? 0 : 67_108_864}`);
+    if (options.lowMemory) db.pragma("cache_size = -256");
+    db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
+    db.pragma("foreign_keys = ON");
+    db.pragma("busy_timeout = 5000");
+    const version = db.pragma("user_version", { simple: true }) as number;
+    if (version > SCHEMA_VERSION) {
+      db.close();
+      throw new CoreError("StorageFailure", "device database was written by a newer version");
+    }
+    db.exec(`CREATE TABLE IF NOT EXISTS kv (
+      tbl TEXT NOT NULL,
+      key TEXT NOT NULL,
+      value BLOB NOT NULL,
+      PRIMARY KEY (tbl, key)
+    )`);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  } catch (cause) {
+    if (CoreError.is(cause)) throw cause;
+    throw new CoreError("StorageFailure", "cannot open device database", { cause });
+  }
+
+  const getStmt = db.prepare<[string, string], { value: Buffer }>(
+    "SELECT value FROM kv WHERE tbl = ? AND key = ?",
+  );
+  const listAll = db.prepare<[string], { key: string; value: Buffer }>(
+    "SELECT key, value FROM kv WHERE tbl = ? ORDER BY key",
+  );
+  const listPrefix = db.prepare<[string, string, string], { key: string; value: Buffer }>(
+    "SELECT key, value FROM kv WHERE tbl = ? AND key >= ? AND key < ? ORDER BY key",
+  );
+  const countStmt = db.prepare<[string], { n: number }>(
+    "SELECT count(*) AS n FROM kv WHERE tbl = ?",
+  );
+  const putStmt = db.prepare<[string, string, Uint8Array]>(
+    "INSERT INTO kv (tbl, key, value) VALUES (?, ?, ?) ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value",
+  );
+  const delStmt = db.prepare<[string, string]>("DELETE FROM kv WHERE tbl = ? AND key = ?");
+  const applyAll = db.transaction((writes: readonly StoreWrite[]) => {
+    for (const w of writes) {
+      if (w.value === null) delStmt.run(w.table, w.key);
+      else putStmt.run(w.table, w.key, w.value);
+    }
+  });
+  const bytes = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+
+  // Write-through read cache for the per-message hot rows (sessions, identities, meta). The
+  // database file belongs to one device process, so nothing else changes rows under us; the
+  // cache is updated only after a commit succeeds.
+  const cacheEntries = options.lowMemory ? LOW_MEMORY_CACHE_ENTRIES : CACHE_ENTRIES;
+  const cache = new Map<string, Uint8Array | null>();
+  const cached = (table: StoreTable) =>
+    table === "session" || table === "identity" || table === "meta";
+  const remember = (k: string, v: Uint8Array | null) => {
+    if (cache.size >= cacheEntries) cache.delete(cache.keys().next().value as string);
+    cache.set(k, v);
+  };
+
+  return {
+    get(table: StoreTable, key: string) {
+      if (cached(table)) {
+        const k = `${table}\n${key}`;
+        const hit = cache.get(k);
+        if (hit !== undefined) return hit === null ? undefined : hit;
+        const row = getStmt.get(table, key);
+        const value = row ? bytes(row.value) : null;
+        remember(k, value);
+        return value ?? undefined;
+      }
+      const row = getStmt.get(table, key);
+      return row ? bytes(row.value) : undefined;
+    },
+    list(table: StoreTable, prefix = "") {
+      const rows =
+        prefix === "" ? listAll.all(table) : listPrefix.all(table, prefix, prefix + "\uffff");
+      return rows.map((r) => [r.key, bytes(r.value)]);
+    },
+    count(table: StoreTable) {
+      return countStmt.get(table)?.n ?? 0;
+    },
+    apply(writes) {
+      if (writes.length === 0) return;
+      try {
+        applyAll(writes);
+      } catch (cause) {
+        throw new CoreError("StorageFailure", "device database write failed", { cause });
+      }
+      for (const w of writes)
+        if (cached(w.table)) remember(`${w.table}\n${w.key}`, w.value && w.value.slice());
+    },
+    close() {
+      db.close();
+    },
+  };
+}

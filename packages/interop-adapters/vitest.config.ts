@@ -1,0 +1,3 @@
+import { createVitestConfig } from "../../vitest.config.base.ts";
+
+export default createVitestConfig();

@@ -1,0 +1,122 @@
+// The Telegram bridge (grammY) as a companion device of a Pairwise account, against a local fake
+// Bot API over real HTTP: text, photos, voice notes and replies both ways, the "not end-to-end
+// encrypted beyond this bridge" notice, and a 429 retried after retry_after.
+import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BRIDGE_NOTICE, createTelegramBridge } from "@pairwise/interop-adapters/telegram";
+import { InteropError } from "@pairwise/interop-adapters";
+import { describe, expect, it } from "vitest";
+import { startFakeTelegram } from "./fake-telegram.ts";
+import { account, home, link, until, useRelay } from "./support.ts";
+
+const relay = useRelay();
+const CHAT = -100_123_456;
+
+describe("Telegram bridge", () => {
+  it("round-trips text, a photo, a voice note and replies, and tells the Pairwise side it is not end-to-end encrypted", async () => {
+    const tg = await startFakeTelegram([CHAT]);
+    const shop = await account(relay(), "shop");
+    const bridgeDevice = await link(relay(), shop, "telegram-bridge");
+    const bob = await account(relay(), "bobtg");
+    await bob.startReceiving();
+    const bridge = createTelegramBridge({
+      device: bridgeDevice,
+      token: tg.token,
+      apiRoot: tg.apiRoot,
+      chats: [{ pairwise: "bobtg", telegram: CHAT }],
+      pollTimeoutSeconds: 1,
+    });
+    const states: string[] = [];
+    bridge.onState((s) => states.push(s.state));
+    // The first photo upload is rate limited: auto-retry waits retry_after and sends again.
+    tg.rateLimit("sendPhoto", 1);
+    await bridge.start();
+    expect(bridge.capabilities.endToEnd).toBe(false);
+    await until(() => bob.history("shop").some((m) => m.text === BRIDGE_NOTICE), 20_000);
+
+    // Pairwise -> Telegram
+    const firstId = await bob.sendText("shop", "hi from pairwise");
+    await until(() => tg.messages(CHAT).some((m) => m.text === "bobtg: hi from pairwise"), 20_000);
+    const dir = home("tg-files");
+    const photo = randomBytes(120_000);
+    writeFileSync(join(dir, "cat.jpg"), photo);
+    await bob.sendFile("shop", join(dir, "cat.jpg"), { caption: "look" });
+    await until(() => tg.messages(CHAT).some((m) => m.photo !== undefined), 30_000);
+    const sentPhoto = tg.messages(CHAT).find((m) => m.photo)!;
+    expect(sentPhoto.caption).toBe("bobtg: look");
+    expect(tg.file(sentPhoto.photo!.at(-1)!.file_id)?.equals(photo)).toBe(true);
+    expect(tg.calls.filter((c) => c.method === "sendPhoto").map((c) => c.status)).toEqual([
+      429, 200,
+    ]);
+    const voice = randomBytes(40_000);
+    writeFileSync(join(dir, "note.ogg"), voice);
+    await bob.sendFile("shop", join(dir, "note.ogg"));
+    await until(() => tg.messages(CHAT).some((m) => m.voice !== undefined), 30_000);
+    expect(tg.file(tg.messages(CHAT).find((m) => m.voice)!.voice!.file_id)?.equals(voice)).toBe(
+      true,
+    );
+
+    // Telegram -> Pairwise, a reply to the bridged first message keeps its reference.
+    const bridgedFirst = tg.messages(CHAT).find((m) => m.text === "bobtg: hi from pairwise")!;
+    const tgText = tg.post(CHAT, { text: "hello from telegram" }, bridgedFirst.message_id);
+    await until(
+      () => bob.history("shop").some((m) => m.text === "Tanya (Telegram): hello from telegram"),
+      20_000,
+    );
+    const got = bob
+      .history("shop")
+      .find((m) => m.text === "Tanya (Telegram): hello from telegram")!;
+    expect(got.replyTo).toBe(firstId);
+    const tgPhoto = randomBytes(90_000);
+    tg.post(CHAT, { photo: tgPhoto, caption: "from tg" });
+    const tgVoice = randomBytes(30_000);
+    tg.post(CHAT, { voice: tgVoice });
+    await until(
+      () => bob.history("shop").filter((m) => m.file !== undefined && !m.outgoing).length >= 2,
+      30_000,
+    );
+    await bob.drained(30_000);
+    const files = bob.history("shop").filter((m) => m.file !== undefined && !m.outgoing);
+    const photoMsg = files.find((m) => m.file!.endsWith("photo.jpg"))!;
+    expect(photoMsg.text).toBe("Tanya (Telegram): from tg");
+    expect(readFileSync(photoMsg.file!).equals(tgPhoto)).toBe(true);
+    expect(
+      readFileSync(files.find((m) => m.file!.endsWith("voice.ogg"))!.file!).equals(tgVoice),
+    ).toBe(true);
+
+    // A Pairwise reply to a Telegram message becomes a Telegram reply to it.
+    await bob.sendText("shop", "got it", { replyTo: got.id });
+    await until(() => tg.messages(CHAT).some((m) => m.text === "bobtg: got it"), 20_000);
+    expect(
+      tg.messages(CHAT).find((m) => m.text === "bobtg: got it")!.reply_to_message?.message_id,
+    ).toBe(tgText.message_id);
+
+    // Every call had a shape the API accepts (the 429 aside).
+    expect(tg.calls.filter((c) => c.status !== 200 && c.status !== 429)).toEqual([]);
+    await bridge.stop();
+    expect(states).toContain("connected");
+    expect(states.at(-1)).toBe("stopped");
+    for (const d of [shop, bridgeDevice, bob]) await d.close();
+    await tg.close();
+  }, 120_000);
+
+  it("refuses a bad token with a typed error", async () => {
+    const tg = await startFakeTelegram([CHAT]);
+    const shop = await account(relay(), "shop2");
+    expect(() => createTelegramBridge({ device: shop, token: "not a token", chats: [] })).toThrow(
+      InteropError,
+    );
+    const bridge = createTelegramBridge({
+      device: shop,
+      token: "123:wrong",
+      apiRoot: tg.apiRoot,
+      chats: [{ pairwise: "x", telegram: CHAT }],
+    });
+    const err = await bridge.start().catch((e: unknown) => e);
+    expect(InteropError.is(err, "BridgeFailed")).toBe(true);
+    expect(bridge.state).toBe("refused");
+    await shop.close();
+    await tg.close();
+  }, 30_000);
+});
