@@ -3,12 +3,25 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
 import { DeviceCrypto, type KeyUpload } from "../src/internal/device-crypto.ts";
+import { CoreError, type CoreErrorCode } from "../src/internal/errors.ts";
 import { encodePreKeyBundle } from "../src/internal/prekey-bundle.ts";
 import type { DeviceAddress } from "../src/internal/store/device-state.ts";
 import type { KeyValueStore } from "../src/internal/store/kv-store.ts";
 import { createMemoryStore } from "../src/internal/store/memory-store.ts";
 import { openSqliteStore } from "../src/internal/store/sqlite-store.ts";
+
+/** Asserts that `fn` throws a `CoreError` with `code` (and fails the test if it returns). */
+export function expectCode(fn: () => unknown, code: CoreErrorCode): void {
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(CoreError.is(thrown) ? thrown.code : thrown).toBe(code);
+}
 
 export function tempDir(prefix = "pairwise-core-"): string {
   return mkdtempSync(join(tmpdir(), prefix));

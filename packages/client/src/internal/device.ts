@@ -74,6 +74,11 @@ export interface OpenDeviceOptions {
 
 /** Events a device emits. */
 export interface DeviceEvents {
+  /**
+   * A message was stored. The store commits in groups, so the event may come a few ms before
+   * the message is durable; it is acknowledged to the relay only after, and an inbound handler
+   * ({@link PairwiseDevice.setInboundHandler}) is the at-least-once way to act on it.
+   */
   message: [StoredMessage];
   "decrypt-failed": [{ from: DeviceAddress; code: string }];
   "untrusted-device": [{ from: DeviceAddress }];
@@ -135,6 +140,13 @@ function addPending(tx: StateTransaction, job: PendingJob): string {
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+/**
+ * How long the device database may hold batches before committing them as one group. A burst of
+ * received messages then costs one commit, not one per message; everything is committed before
+ * any frame leaves for the relay, acknowledgements included, so this only delays durability of
+ * what nobody outside has seen yet.
+ */
+const GROUP_COMMIT_MS = 10;
 /** Days without the primary after which a companion warns (it is logged out at 14). */
 export const PRIMARY_WARNING_DAYS = 12;
 
@@ -205,12 +217,27 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
       return new PairwiseDevice(
         openSqliteStore({
           path: join(options.home, "device.db"),
+          commitDelayMs: GROUP_COMMIT_MS,
           ...(options.lowMemory ? { lowMemory: true } : {}),
         }),
         options,
       );
     } catch (cause) {
       throw new ClientError("StorageFailure", "cannot open the device's home directory", { cause });
+    }
+  }
+
+  /**
+   * Makes everything this device has stored durable (its database commits in groups of a few
+   * ms). Runs by itself before every frame to the relay; call it before any other effect that
+   * must not outlive a crash of what caused it (a printed line, say). Throws
+   * `ClientError("StorageFailure")` if the commit fails; the device must then be reopened.
+   */
+  flush(): void {
+    try {
+      this.store.flush?.();
+    } catch (cause) {
+      throw new ClientError("StorageFailure", "cannot commit the device's state", { cause });
     }
   }
 
@@ -281,6 +308,7 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
     if (!this.meta("server-url")) this.setMeta("server-url", info.url);
     const conn = new RelayConnection(transport, {
       timeoutMs: this.timeoutMs,
+      beforeSend: () => this.flush(),
       onPush: (p) => {
         for (const listener of this.pushListeners) listener(p);
         this.onPush(p);
@@ -780,14 +808,16 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
   }
 
   /**
-   * Removes a message from the inbox of unhandled messages (its handling is complete): one
-   * delete by key for a message this run stored or listed, else a scan of the inbox.
+   * Removes a message from the inbox of unhandled messages (its handling is complete), durably
+   * (see {@link flush}): one delete by key for a message this run stored or listed, else a scan
+   * of the inbox.
    */
   markHandled(messageId: string): void {
     const known = this.inboxKeys.get(messageId);
     this.inboxKeys.delete(messageId);
     if (known !== undefined) this.store.apply([{ table: "app", key: known, value: null }]);
     else this.dropInboxEntries(INBOX, `|${messageId}`);
+    this.flush();
   }
 
   /** Deletes the entries of the inbox under `prefix` whose keys end with `suffix`. */

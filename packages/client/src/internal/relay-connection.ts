@@ -30,6 +30,12 @@ export interface RelayConnectionOptions {
   timeoutMs?: number;
   /** Called for every server push, in arrival order. */
   onPush?: (push: Push) => void;
+  /**
+   * Called before every frame is sent; what it throws fails the request unsent. The device uses
+   * it to make its stored state durable first (write-ahead: nothing the server or a contact
+   * sees ever rests on a state a crash could still undo).
+   */
+  beforeSend?: () => void;
 }
 
 /**
@@ -88,9 +94,10 @@ export class RelayConnection {
 
   /**
    * Sends a request and waits for its answer. Throws `ClientError`: "ServerRefused" (with
-   * `serverCode`), "Timeout", "Disconnected".
+   * `serverCode`), "Timeout", "Disconnected", or what `beforeSend` throws.
    */
   async request(request: RelayRequestInit): Promise<RelayResult> {
+    this.options.beforeSend?.();
     const id = this.nextId++;
     const frame = create(ClientFrameSchema, { id, request });
     const answer = new Promise<Response>((resolve, reject) => {
@@ -126,6 +133,7 @@ export class RelayConnection {
 
   /** Sends a frame that needs no answer (acknowledgements). */
   async notify(request: RelayRequestInit): Promise<void> {
+    this.options.beforeSend?.();
     await this.transport.send(
       toBinary(ClientFrameSchema, create(ClientFrameSchema, { id: 0n, request })),
     );

@@ -1,6 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { PrivateKey, PublicKey } from "@signalapp/libsignal-client";
 import fc from "fast-check";
+import { expectCode } from "../../test/support.ts";
 import { describe, expect, it } from "vitest";
 import vectors from "../../test/vectors/adv.json" with { type: "json" };
 import { SignedDeviceIdentitySchema } from "../gen/pairwise_pb.ts";
@@ -15,7 +16,7 @@ import {
   type DeviceIdentityInfo,
 } from "./adv.ts";
 import { concatBytes, fromHex, toHex } from "./bytes.ts";
-import { CoreError, type CoreErrorCode } from "./errors.ts";
+import { CoreError } from "./errors.ts";
 import { decodeProto } from "./proto.ts";
 
 const account = PrivateKey.generate();
@@ -28,16 +29,6 @@ const companionInfo: DeviceIdentityInfo = {
   keyIndex: 1,
   createdAt: 1_700_000_000_000,
 };
-
-function expectCode(fn: () => unknown, code: CoreErrorCode): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(CoreError.is(err) ? err.code : err).toBe(code);
-    return;
-  }
-  expect.unreachable(`expected CoreError ${code}`);
-}
 
 function linkCompanion(info = companionInfo, secret = linkSecret) {
   const offered = signDeviceIdentity({

@@ -5,6 +5,7 @@ import { runInNewContext } from "node:vm";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import fc from "fast-check";
+import { expectCode } from "../../test/support.ts";
 import { describe, expect, it } from "vitest";
 import {
   BLOB_CHUNK_SIZE,
@@ -64,16 +65,6 @@ async function run(stream: BlobStream, pieces: readonly Uint8Array[]): Promise<U
     for await (const chunk of source as AsyncIterable<Buffer>) out.push(chunk);
   });
   return concatBytes(...out);
-}
-
-function expectCode(action: () => unknown, code: CoreErrorCode): void {
-  let thrown: unknown;
-  try {
-    action();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(CoreError.is(thrown) ? thrown.code : thrown).toBe(code);
 }
 
 async function codeOf(action: () => unknown): Promise<CoreErrorCode | "none" | "not CoreError"> {

@@ -1,4 +1,5 @@
 import fc from "fast-check";
+import { expectCode } from "../../test/support.ts";
 import { describe, expect, it } from "vitest";
 import rfc from "../../test/vectors/srtp-rfc3711.json" with { type: "json" };
 import { fromHex, toHex } from "./bytes.ts";
@@ -11,20 +12,10 @@ import {
   srtpPacketIv,
   SRTP_MASTER_SECRET_BYTES,
 } from "./call-keys.ts";
-import { CoreError, type CoreErrorCode } from "./errors.ts";
+import { CoreError } from "./errors.ts";
 
 const hex = (text: string) => fromHex(text, "vector");
 const upper = (bytes: Uint8Array) => toHex(bytes).toUpperCase();
-
-function expectCode(fn: () => unknown, code: CoreErrorCode): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(CoreError.is(err) ? err.code : err).toBe(code);
-    return;
-  }
-  expect.unreachable(`expected CoreError ${code}`);
-}
 
 describe("RFC 3711 test vectors (test/vectors/srtp-rfc3711.json)", () => {
   it("B.2: AES-CM keystream", () => {

@@ -1,6 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { PrivateKey, PublicKey } from "@signalapp/libsignal-client";
 import fc from "fast-check";
+import { expectCode } from "../../test/support.ts";
 import { describe, expect, it } from "vitest";
 import vectors from "../../test/vectors/adv.json" with { type: "json" };
 import {
@@ -20,7 +21,7 @@ import {
   type CandidateDevice,
   type DeviceListInfo,
 } from "./device-list.ts";
-import { CoreError, type CoreErrorCode } from "./errors.ts";
+import { CoreError } from "./errors.ts";
 import { decodeProto } from "./proto.ts";
 
 const NOW = 1_750_000_000_000;
@@ -28,16 +29,6 @@ const DAY = 24 * 60 * 60 * 1000;
 const account = PrivateKey.generate();
 const accountPublic = account.getPublicKey();
 const linkSecret = new Uint8Array(32).fill(9);
-
-function expectCode(fn: () => unknown, code: CoreErrorCode): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(CoreError.is(err) ? err.code : err).toBe(code);
-    return;
-  }
-  expect.unreachable(`expected CoreError ${code}`);
-}
 
 interface Device extends CandidateDevice {
   readonly privateKey: PrivateKey;

@@ -1,6 +1,8 @@
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
-import { tempDir } from "../../../test/support.ts";
+import { expectCode, tempDir } from "../../../test/support.ts";
 import { CoreError } from "../errors.ts";
 import type { KeyValueStore } from "./kv-store.ts";
 import { createMemoryStore } from "./memory-store.ts";
@@ -12,6 +14,10 @@ const backends: Array<[string, () => KeyValueStore]> = [
   [
     "sqlite, low memory",
     () => openSqliteStore({ path: join(tempDir(), "kv.db"), lowMemory: true }),
+  ],
+  [
+    "sqlite, group commit",
+    () => openSqliteStore({ path: join(tempDir(), "kv.db"), commitDelayMs: 60_000 }),
   ],
 ];
 
@@ -91,5 +97,122 @@ describe("SQLite store", () => {
     const path = join(tempDir(), "junk.db");
     writeFileSync(path, "this is not sqlite, just text that is long enough to be read as a header");
     expect(() => openSqliteStore({ path })).toThrow(CoreError);
+  });
+});
+
+describe("SQLite store, group commit", () => {
+  const one = (key: string, value: number) => ({
+    table: "session" as const,
+    key,
+    value: Uint8Array.of(value),
+  });
+  /** What another connection (another process, or the next run) finds committed. */
+  const committed = (path: string, key: string): number | undefined => {
+    const db = new Database(path, { readonly: true });
+    try {
+      const row = db
+        .prepare<[string], { value: Buffer }>("SELECT value FROM kv WHERE key = ?")
+        .get(key);
+      return row?.value[0];
+    } finally {
+      db.close();
+    }
+  };
+
+  it("holds batches in one open group until flush, reading them back meanwhile", () => {
+    const path = join(tempDir(), "group.db");
+    const s = openSqliteStore({ path, commitDelayMs: 60_000 });
+    s.apply([one("a", 1)]);
+    s.apply([one("b", 2), one("a", 3)]);
+    expect(s.get("session", "a")).toEqual(Uint8Array.of(3));
+    expect(s.count("session")).toBe(2);
+    expect(committed(path, "a")).toBeUndefined();
+    s.flush?.();
+    expect(committed(path, "a")).toBe(3);
+    expect(committed(path, "b")).toBe(2);
+    s.close();
+  });
+
+  it("commits a group by itself once the delay has passed", async () => {
+    const path = join(tempDir(), "timer.db");
+    const s = openSqliteStore({ path, commitDelayMs: 5 });
+    s.apply([one("a", 1)]);
+    for (let i = 0; i < 200 && committed(path, "a") === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(committed(path, "a")).toBe(1);
+    s.close();
+  });
+
+  it("commits the open group on close", () => {
+    const path = join(tempDir(), "close.db");
+    const s = openSqliteStore({ path, commitDelayMs: 60_000 });
+    s.apply([one("a", 1)]);
+    s.close();
+    expect(committed(path, "a")).toBe(1);
+  });
+
+  it("rolls back only a failed batch; the rest of its group still commits", () => {
+    const path = join(tempDir(), "partial.db");
+    const s = openSqliteStore({ path, commitDelayMs: 60_000 });
+    s.apply([one("before", 1)]);
+    expect(() => {
+      s.apply([
+        one("half", 2),
+        { table: "session", key: "bad", value: undefined as unknown as Uint8Array },
+      ]);
+    }).toThrow(CoreError);
+    expect(s.get("session", "half")).toBeUndefined();
+    s.apply([one("after", 3)]);
+    s.flush?.();
+    expect(committed(path, "before")).toBe(1);
+    expect(committed(path, "half")).toBeUndefined();
+    expect(committed(path, "after")).toBe(3);
+    s.close();
+  });
+
+  it("loses only the uncommitted group when the process is killed", () => {
+    const path = join(tempDir(), "crash.db");
+    const child = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        join(import.meta.dirname, "../../../test/fixtures/group-commit-crash.ts"),
+        path,
+      ],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    expect(child.signal).toBe("SIGKILL");
+    expect(child.stdout).toBe("applied\n");
+    const s = openSqliteStore({ path, commitDelayMs: 60_000 });
+    expect(s.get("session", "flushed")).toEqual(Uint8Array.of(1));
+    expect(s.get("session", "pending")).toBeUndefined();
+    s.close();
+  });
+
+  it("after a commit that fails, refuses every call rather than serve writes it lost", () => {
+    const path = join(tempDir(), "lost.db");
+    openSqliteStore({ path }).close();
+    // A deferred foreign key is checked at COMMIT: a batch writing key "orphan" makes the commit
+    // of its whole group fail, as a full disk would.
+    const raw = new Database(path);
+    raw.exec(`CREATE TABLE parent (id INTEGER PRIMARY KEY);
+      CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+      CREATE TRIGGER orphan AFTER INSERT ON kv WHEN NEW.key = 'orphan'
+        BEGIN INSERT INTO child (p) VALUES (42); END;`);
+    raw.close();
+    const s = openSqliteStore({ path, commitDelayMs: 60_000 });
+    s.apply([one("a", 1)]);
+    s.apply([one("orphan", 2)]);
+    expect(s.get("session", "a")).toEqual(Uint8Array.of(1));
+    expectCode(() => s.flush?.(), "StorageFailure");
+    expectCode(() => s.get("session", "a"), "StorageFailure");
+    expectCode(() => {
+      s.apply([one("b", 3)]);
+    }, "StorageFailure");
+    s.close();
+    expect(committed(path, "a")).toBeUndefined();
+    expect(committed(path, "b")).toBeUndefined();
   });
 });

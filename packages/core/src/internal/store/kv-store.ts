@@ -40,6 +40,14 @@ export interface KeyValueStore {
    * backend cannot write; the store is then unchanged.
    */
   apply(writes: readonly StoreWrite[]): void;
+  /**
+   * Makes every applied batch durable. A backend that groups commits (see `commitDelayMs` of
+   * `openSqliteStore`) commits its open group here; one that commits in `apply` may omit it.
+   * Call it before anything that depends on the state leaves the process (a frame to the
+   * server, a line on stdout). Throws `CoreError("StorageFailure")` when the commit fails; the
+   * store then refuses every further call, as if the process had crashed.
+   */
+  flush?(): void;
   /** Releases the backend (closes the database). Further calls throw. */
   close(): void;
 }

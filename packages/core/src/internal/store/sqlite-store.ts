@@ -18,6 +18,17 @@ export interface SqliteStoreOptions {
    * instead of 4096. Idle devices then cost little; busy ones read a little more from the file.
    */
   lowMemory?: boolean;
+  /**
+   * Group commit: when set, `apply` writes each batch atomically (a savepoint) into an open
+   * transaction that commits this many ms after its first batch, or at `flush()`, whichever
+   * comes first. Many batches then share one commit, and a batch not yet committed is lost in
+   * a crash, exactly as if the crash had come before it. So the caller must `flush()` before
+   * anything that depends on those batches leaves the process (the client does it before every
+   * frame it sends). A commit that fails leaves the store refusing every call
+   * (`CoreError("StorageFailure")`): reopen it, as after a crash. Unset (the default), every
+   * `apply` commits before it returns.
+   */
+  commitDelayMs?: number;
 }
 
 const SCHEMA_VERSION = 1;
@@ -87,7 +98,7 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
 
   // Write-through read cache for the per-message hot rows (sessions, identities, meta). The
   // database file belongs to one device process, so nothing else changes rows under us; the
-  // cache is updated only after a commit succeeds.
+  // cache is updated only after a batch is written (with group commit, a lost group clears it).
   const cacheEntries = options.lowMemory ? LOW_MEMORY_CACHE_ENTRIES : CACHE_ENTRIES;
   const cache = new Map<string, Uint8Array | null>();
   const cached = (table: StoreTable) =>
@@ -97,8 +108,67 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
     cache.set(k, v);
   };
 
+  // Group commit (commitDelayMs): batches since the last commit, lost in a crash until `flush`.
+  const commitDelayMs = options.commitDelayMs;
+  let commitTimer: NodeJS.Timeout | undefined;
+  /** Set once a group of batches was lost (a failed commit): the store then refuses all calls. */
+  let lost: { cause: unknown } | undefined;
+  const usable = () => {
+    if (lost)
+      throw new CoreError("StorageFailure", "device database lost uncommitted writes; reopen it", {
+        cause: lost.cause,
+      });
+  };
+  const loseGroup = (cause: unknown) => {
+    lost = { cause };
+    cache.clear();
+    if (db.inTransaction) {
+      try {
+        db.exec("ROLLBACK");
+      } catch {
+        // the transaction is gone either way
+      }
+    }
+  };
+  const commitGroup = () => {
+    if (commitTimer) clearTimeout(commitTimer);
+    commitTimer = undefined;
+    if (!db.inTransaction) return;
+    try {
+      db.exec("COMMIT");
+    } catch (cause) {
+      loseGroup(cause);
+      usable();
+    }
+  };
+  const applyGrouped = (writes: readonly StoreWrite[]) => {
+    const grouped = db.inTransaction;
+    try {
+      if (!grouped) db.exec("BEGIN IMMEDIATE");
+      applyAll(writes); // a savepoint inside the open transaction
+    } catch (cause) {
+      // The batch's savepoint was rolled back. If SQLite rolled back the whole transaction,
+      // earlier batches of the group went with it, and their callers were told they stored.
+      if (grouped && !db.inTransaction) loseGroup(cause);
+      else if (!grouped && db.inTransaction) db.exec("ROLLBACK");
+      throw new CoreError("StorageFailure", "device database write failed", { cause });
+    }
+    if (!commitTimer) {
+      commitTimer = setTimeout(() => {
+        commitTimer = undefined;
+        try {
+          commitGroup();
+        } catch {
+          // recorded in `lost`: the next call on the store reports it
+        }
+      }, commitDelayMs);
+      commitTimer.unref();
+    }
+  };
+
   return {
     get(table: StoreTable, key: string) {
+      usable();
       if (cached(table)) {
         const k = `${table}\n${key}`;
         const hit = cache.get(k);
@@ -112,25 +182,40 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
       return row ? bytes(row.value) : undefined;
     },
     list(table: StoreTable, prefix = "") {
+      usable();
       const rows =
         prefix === "" ? listAll.all(table) : listPrefix.all(table, prefix, prefix + "\uffff");
       return rows.map((r) => [r.key, bytes(r.value)]);
     },
     count(table: StoreTable) {
+      usable();
       return countStmt.get(table)?.n ?? 0;
     },
     apply(writes) {
+      usable();
       if (writes.length === 0) return;
-      try {
-        applyAll(writes);
-      } catch (cause) {
-        throw new CoreError("StorageFailure", "device database write failed", { cause });
+      if (commitDelayMs !== undefined) applyGrouped(writes);
+      else {
+        try {
+          applyAll(writes);
+        } catch (cause) {
+          throw new CoreError("StorageFailure", "device database write failed", { cause });
+        }
       }
       for (const w of writes)
         if (cached(w.table)) remember(`${w.table}\n${w.key}`, w.value && w.value.slice());
     },
+    flush() {
+      usable();
+      commitGroup();
+    },
     close() {
-      db.close();
+      try {
+        if (!lost) commitGroup();
+      } finally {
+        clearTimeout(commitTimer);
+        db.close();
+      }
     },
   };
 }
