@@ -3,14 +3,12 @@
 // in-memory stores. Then the same through @pairwise/core with SQLite stores (one transaction per
 // operation, per-device locking), PQXDH session setups per second, and a 100-device fan-out.
 import { rmSync } from "node:fs";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { rawFloor } from "./floor.ts";
 import { DeviceCrypto, openSqliteStore, type DeviceAddress, type KeyUpload } from "@pairwise/core";
-import { emitResult, line, nowMs, percentile, round } from "./harness.ts";
+import { collectGarbage, emitResult, line, nowMs, percentile, round } from "./harness.ts";
 
 const ROUNDS = 9;
 const PER_ROUND = 300;
@@ -74,12 +72,6 @@ async function coreRoundTrip(): Promise<() => Promise<void>> {
     await bob.crypto.decrypt(alice.address, ct!, () => undefined);
   };
 }
-
-/** A full GC between rounds, so one side's garbage is not collected on the other side's time. */
-const collectGarbage: () => void = (() => {
-  setFlagsFromString("--expose-gc");
-  return runInNewContext("gc") as () => void;
-})();
 
 /**
  * Floor and core alternate in rounds and each reports its median round, so drift in the

@@ -13,7 +13,7 @@ import {
   sendGroupText,
 } from "@pairwise/client";
 import { rawFloor } from "./floor.ts";
-import { emitResult, line, nowMs, round } from "./harness.ts";
+import { collectGarbage, emitResult, line, nowMs, round } from "./harness.ts";
 import { startRelayProcess } from "./processes.ts";
 
 const DIRECT_MESSAGES = 1000;
@@ -22,7 +22,8 @@ const GROUP_MESSAGES = 100;
 /** Untimed messages first (as the floor gets untimed rounds), so optimised code is measured. */
 const DIRECT_WARMUP = 200;
 const GROUP_WARMUP = 20;
-const CONCURRENCY = 8;
+/** Sends in flight at once (as in the bot-host bench): enough to keep the pipeline full. */
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 
 const base = mkdtempSync(join(tmpdir(), "pairwise-bench-e2e-"));
 let homes = 0;
@@ -74,6 +75,7 @@ async function parallel(total: number, fn: (i: number) => Promise<unknown>) {
 async function measureFloor(): Promise<number> {
   const floorRound = await rawFloor();
   for (let i = 0; i < 300; i++) await floorRound();
+  collectGarbage();
   const begin = nowMs();
   const FLOOR = 2000;
   for (let i = 0; i < FLOOR; i++) await floorRound();
@@ -100,6 +102,7 @@ for (const d of directReceivers) await d.sendText(d === alice2 ? "bob" : "alice"
 await aliceReplies.until(directReceivers.length);
 await direct.until(DIRECT_WARMUP + 3); // each got 3 replies or their sync copies
 direct.reset();
+collectGarbage();
 let start = nowMs();
 await parallel(DIRECT_MESSAGES, (i) => alice.sendText("bob", `message ${i}`));
 await direct.until(DIRECT_MESSAGES);
@@ -128,6 +131,7 @@ await sendGroupText(sender, group.id, "warm-up"); // distributes the sender key 
 await parallel(GROUP_WARMUP - 1, (i) => sendGroupText(sender, group.id, `warm-up ${i}`));
 await groupCount.until(GROUP_WARMUP);
 groupCount.reset();
+collectGarbage();
 start = nowMs();
 await parallel(GROUP_MESSAGES, (i) => sendGroupText(sender, group.id, `group ${i}`));
 await groupCount.until(GROUP_MESSAGES);
