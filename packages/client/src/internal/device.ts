@@ -1009,6 +1009,13 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
   /** Closes the connection and the database. */
   async close(): Promise<void> {
     this.closing = true;
+    // Commit first: a caller that gives up on a slow close (the CLI bounds it) keeps what was
+    // stored, such as the history entry of a message just sent.
+    try {
+      this.flush();
+    } catch {
+      // the store refuses further work; closing it below still releases the file
+    }
     await this.inbound;
     await this.flushAcks().catch(() => undefined);
     await flushReceipts(this).catch(() => undefined);
