@@ -1,6 +1,11 @@
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { ClientError, PairwiseDevice, type ServerInfo } from "@pairwise/client";
+import {
+  ClientError,
+  PairwiseDevice,
+  type OpenDeviceOptions,
+  type ServerInfo,
+} from "@pairwise/client";
 import { CliError } from "./errors.ts";
 import type { CliContext } from "./io.ts";
 
@@ -25,12 +30,21 @@ function notRegistered(home: string): CliError<"NotRegistered"> {
  */
 export function openDevice(ctx: CliContext): PairwiseDevice {
   if (!existsSync(join(ctx.home, "device.db"))) throw notRegistered(ctx.home);
-  const device = PairwiseDevice.open({ home: ctx.home, timeoutMs: ctx.timeoutMs });
+  const device = PairwiseDevice.open(deviceOptions(ctx));
   if (!device.identity) {
     device.store.close();
     throw notRegistered(ctx.home);
   }
   return device;
+}
+
+/**
+ * How the CLI opens a device: every write committed before it returns (no group commit). A
+ * command prints its result right after its writes and may exit at once, so nothing it shows
+ * may rest on a commit still to come; one commit per write costs a command nothing noticeable.
+ */
+function deviceOptions(ctx: CliContext): OpenDeviceOptions {
+  return { home: ctx.home, timeoutMs: ctx.timeoutMs, groupCommitMs: 0 };
 }
 
 /** The device's identity; throws `CliError("NotRegistered")` if it has none. */
@@ -107,7 +121,7 @@ export async function withNewDevice<T>(
   fn: (device: PairwiseDevice) => Promise<T>,
 ): Promise<T> {
   const leftOver = existsSync(join(ctx.home, "device.db"));
-  let device = PairwiseDevice.open({ home: ctx.home, timeoutMs: ctx.timeoutMs });
+  let device = PairwiseDevice.open(deviceOptions(ctx));
   const existing = device.identity;
   if (existing) {
     device.store.close();
@@ -119,7 +133,7 @@ export async function withNewDevice<T>(
   if (leftOver) {
     device.store.close();
     removeDeviceFiles(ctx.home);
-    device = PairwiseDevice.open({ home: ctx.home, timeoutMs: ctx.timeoutMs });
+    device = PairwiseDevice.open(deviceOptions(ctx));
   }
   let registered = false;
   try {

@@ -21,11 +21,15 @@ export function loadDeviceKeyring(store: KeyValueStore): BackupKeyring | undefin
   return raw && decodeKeyring(dec.decode(raw));
 }
 
-/** Stores the device's keyring (key changes apply to backups made afterwards). */
+/**
+ * Stores the device's keyring (key changes apply to backups made afterwards), committed before
+ * it returns (a store with group commit is flushed): its recovery key is about to be shown.
+ */
 export function saveDeviceKeyring(store: KeyValueStore, keyring: BackupKeyring): void {
   store.apply([
     { table: "app", key: DEVICE_KEYRING_KEY, value: enc.encode(encodeKeyring(keyring)) },
   ]);
+  store.flush?.();
 }
 
 /**
@@ -110,6 +114,7 @@ export async function backupDevice(options: BackupDeviceOptions): Promise<Device
         ]
       : []),
   ]);
+  store.flush?.(); // durable before the caller reports it done
   return { manifest, sequence, ...(created ? { recoveryKey: recoveryKeyOf(keyring) } : {}) };
 }
 
@@ -159,5 +164,6 @@ export async function restoreDevice(
         ]
       : []),
   ]);
+  store.flush?.(); // durable before the caller reports it done
   return { manifest, imported: sink.written };
 }

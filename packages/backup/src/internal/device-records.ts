@@ -62,6 +62,7 @@ export function createStoreSink(store: KeyValueStore): RestoreSink & { readonly 
     },
     commit() {
       store.apply(writes);
+      store.flush?.();
       written = writes.length;
       writes = [];
     },

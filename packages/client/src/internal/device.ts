@@ -70,6 +70,13 @@ export interface OpenDeviceOptions {
    * smaller caches (see `lowMemory` of core's `openSqliteStore`).
    */
   lowMemory?: boolean;
+  /**
+   * Group commit of the device database, in ms (default 10): writes of many operations share
+   * one commit, made at the latest this long after the first of them and always before any
+   * frame leaves for the relay and before an inbound handler sees a message. `0` commits every
+   * write before it returns, for a program that shows results right after writing (the CLI).
+   */
+  groupCommitMs?: number;
 }
 
 /** Events a device emits. */
@@ -217,7 +224,9 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
       return new PairwiseDevice(
         openSqliteStore({
           path: join(options.home, "device.db"),
-          commitDelayMs: GROUP_COMMIT_MS,
+          ...((options.groupCommitMs ?? GROUP_COMMIT_MS) > 0
+            ? { commitDelayMs: options.groupCommitMs ?? GROUP_COMMIT_MS }
+            : {}),
           ...(options.lowMemory ? { lowMemory: true } : {}),
         }),
         options,
@@ -718,6 +727,7 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
       await this.ack(e.seq);
       return;
     }
+    this.flush(); // as for messages: a handler sees only what is committed
     this.ackWhenHandled(handler(notice), e.seq, inboxKey);
   }
 
@@ -837,6 +847,9 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
   }
 
   private handOver(handler: InboundHandler, seq: bigint, message: StoredMessage): void {
+    // The handler may act outside the device (a webhook, a bridge): the message it acts on, and
+    // its inbox entry, are committed first.
+    this.flush();
     const handled = handler(message).then(() => {
       this.inboxKeys.delete(message.id);
     });
@@ -1009,18 +1022,25 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
   /** Closes the connection and the database. */
   async close(): Promise<void> {
     this.closing = true;
-    // Commit first: a caller that gives up on a slow close (the CLI bounds it) keeps what was
-    // stored, such as the history entry of a message just sent.
+    // Commit first: a caller that gives up on a slow close keeps what was stored, such as the
+    // history entry of a message just sent. A failed commit is reported once the connection and
+    // the file are closed.
+    let failed: Error | undefined;
     try {
       this.flush();
-    } catch {
-      // the store refuses further work; closing it below still releases the file
+    } catch (err) {
+      failed = err as ClientError; // flush throws only ClientError("StorageFailure")
     }
     await this.inbound;
     await this.flushAcks().catch(() => undefined);
     await flushReceipts(this).catch(() => undefined);
     await this.conn?.close().catch(() => undefined);
     await this.inbound;
-    this.store.close();
+    try {
+      this.store.close();
+    } catch (cause) {
+      failed ??= new ClientError("StorageFailure", "cannot commit the device's state", { cause });
+    }
+    if (failed !== undefined) throw failed;
   }
 }

@@ -101,12 +101,10 @@ group:ID. A file message adds "file" (where it was saved; "text" is then its cap
       let count = 0;
       let incoming = 0;
       // A message is printed from the device's durable inbox: stored (with the session update)
-      // in one transaction and committed, then printed, then taken out of the inbox (committed
-      // too), then acknowledged. A run killed after storing and before printing leaves it in the
-      // inbox, and the next run prints it first (the server's redelivery is absorbed as a
-      // duplicate).
+      // in one transaction, then printed, then taken out of the inbox, then acknowledged. A run
+      // killed after storing and before printing leaves it in the inbox, and the next run prints
+      // it first (the server's redelivery is absorbed as a duplicate).
       const show = (m: StoredMessage) => {
-        device.flush(); // stored for good before it is shown: the device commits in groups
         count++;
         if (!m.outgoing) incoming++;
         const json = messageJson(m, me);

@@ -171,6 +171,44 @@ describe("SQLite store, group commit", () => {
     s.close();
   });
 
+  it("notices a group SQLite rolled back by itself, and refuses to go on as if it stored", () => {
+    const path = join(tempDir(), "rolled-back.db");
+    openSqliteStore({ path }).close();
+    // RAISE(ROLLBACK) ends the whole transaction, as SQLite does after an I/O error: the earlier
+    // batch of the group ("a") goes with it, and "a" must not be served from the cache.
+    const raw = new Database(path);
+    raw.exec(`CREATE TRIGGER boom BEFORE INSERT ON kv WHEN NEW.key = 'boom'
+      BEGIN SELECT RAISE(ROLLBACK, 'rolled back'); END;`);
+    raw.close();
+    const s = openSqliteStore({ path, commitDelayMs: 60_000 });
+    s.apply([one("a", 1)]);
+    expectCode(() => {
+      s.apply([one("boom", 2)]);
+    }, "StorageFailure");
+    expectCode(() => s.get("session", "a"), "StorageFailure");
+    expectCode(() => s.flush?.(), "StorageFailure");
+    expectCode(() => s.close(), "StorageFailure");
+    expect(committed(path, "a")).toBeUndefined();
+  });
+
+  it("commits the open group when the process exits normally", () => {
+    const path = join(tempDir(), "exit.db");
+    const child = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        join(import.meta.dirname, "../../../test/fixtures/group-commit-crash.ts"),
+        path,
+        "exit",
+      ],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    expect(child.status).toBe(0);
+    expect(committed(path, "flushed")).toBe(1);
+    expect(committed(path, "pending")).toBe(2);
+  });
+
   it("loses only the uncommitted group when the process is killed", () => {
     const path = join(tempDir(), "crash.db");
     const child = spawnSync(
@@ -211,7 +249,7 @@ describe("SQLite store, group commit", () => {
     expectCode(() => {
       s.apply([one("b", 3)]);
     }, "StorageFailure");
-    s.close();
+    expectCode(() => s.close(), "StorageFailure"); // closes the file, and says what was lost
     expect(committed(path, "a")).toBeUndefined();
     expect(committed(path, "b")).toBeUndefined();
   });

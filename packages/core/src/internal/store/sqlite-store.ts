@@ -20,11 +20,12 @@ export interface SqliteStoreOptions {
   lowMemory?: boolean;
   /**
    * Group commit: when set, `apply` writes each batch atomically (a savepoint) into an open
-   * transaction that commits this many ms after its first batch, or at `flush()`, whichever
-   * comes first. Many batches then share one commit, and a batch not yet committed is lost in
-   * a crash, exactly as if the crash had come before it. So the caller must `flush()` before
-   * anything that depends on those batches leaves the process (the client does it before every
-   * frame it sends). A commit that fails leaves the store refusing every call
+   * transaction that commits this many ms after its first batch, at `flush()` or `close()`, or
+   * when the process exits normally, whichever comes first. Many batches then share one commit,
+   * and a batch not yet committed is lost in a crash, exactly as if the crash had come before
+   * it. So the caller must `flush()` before anything that depends on those batches leaves the
+   * process (the client does it before every frame it sends). A group lost to a failed commit,
+   * or rolled back by SQLite itself, leaves the store refusing every call, `close()` included
    * (`CoreError("StorageFailure")`): reopen it, as after a crash. Unset (the default), every
    * `apply` commits before it returns.
    */
@@ -32,6 +33,28 @@ export interface SqliteStoreOptions {
 }
 
 const SCHEMA_VERSION = 1;
+
+/**
+ * The open groups of every grouped store in the process, committed when it exits normally (the
+ * end of the program, `process.exit`): only a crash, or a signal that kills the process, loses
+ * a group.
+ */
+const groupedStores = new Set<() => void>();
+let exitHooked = false;
+function commitGroupsAtExit(commit: () => void): void {
+  groupedStores.add(commit);
+  if (exitHooked) return;
+  exitHooked = true;
+  process.on("exit", () => {
+    for (const c of groupedStores) {
+      try {
+        c();
+      } catch {
+        // nothing left to report to at exit; the next open finds the last committed state
+      }
+    }
+  });
+}
 const CACHE_ENTRIES = 4096;
 const LOW_MEMORY_CACHE_ENTRIES = 256;
 
@@ -88,12 +111,13 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
     "INSERT INTO kv (tbl, key, value) VALUES (?, ?, ?) ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value",
   );
   const delStmt = db.prepare<[string, string]>("DELETE FROM kv WHERE tbl = ? AND key = ?");
-  const applyAll = db.transaction((writes: readonly StoreWrite[]) => {
+  const writeAll = (writes: readonly StoreWrite[]) => {
     for (const w of writes) {
       if (w.value === null) delStmt.run(w.table, w.key);
       else putStmt.run(w.table, w.key, w.value);
     }
-  });
+  };
+  const applyAll = db.transaction(writeAll);
   const bytes = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 
   // Write-through read cache for the per-message hot rows (sessions, identities, meta). The
@@ -111,17 +135,20 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
   // Group commit (commitDelayMs): batches since the last commit, lost in a crash until `flush`.
   const commitDelayMs = options.commitDelayMs;
   let commitTimer: NodeJS.Timeout | undefined;
-  /** Set once a group of batches was lost (a failed commit): the store then refuses all calls. */
+  /** Whether this store began a transaction (a group) that it has not ended yet. */
+  let groupOpen = false;
+  /** Set once a group of batches was lost: the store then refuses all calls. */
   let lost: { cause: unknown } | undefined;
-  const usable = () => {
-    if (lost)
-      throw new CoreError("StorageFailure", "device database lost uncommitted writes; reopen it", {
-        cause: lost.cause,
-      });
-  };
+  const lostError = () =>
+    new CoreError("StorageFailure", "device database lost uncommitted writes; reopen it", {
+      cause: lost?.cause,
+    });
   const loseGroup = (cause: unknown) => {
     lost = { cause };
+    groupOpen = false;
     cache.clear();
+    clearTimeout(commitTimer);
+    commitTimer = undefined;
     if (db.inTransaction) {
       try {
         db.exec("ROLLBACK");
@@ -130,30 +157,33 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
       }
     }
   };
+  const usable = () => {
+    // SQLite rolls a transaction back by itself after some errors (I/O, a full disk), on any
+    // statement: the open group is then gone, and its callers were told their batches stored.
+    if (!lost && groupOpen && !db.inTransaction)
+      loseGroup(new Error("the open transaction was rolled back"));
+    if (lost) throw lostError();
+  };
   const commitGroup = () => {
-    if (commitTimer) clearTimeout(commitTimer);
+    clearTimeout(commitTimer);
     commitTimer = undefined;
-    if (!db.inTransaction) return;
+    if (!groupOpen) return;
     try {
       db.exec("COMMIT");
+      groupOpen = false;
     } catch (cause) {
       loseGroup(cause);
-      usable();
+      throw lostError();
     }
   };
   const applyGrouped = (writes: readonly StoreWrite[]) => {
-    const grouped = db.inTransaction;
-    try {
-      if (!grouped) db.exec("BEGIN IMMEDIATE");
-      applyAll(writes); // a savepoint inside the open transaction
-    } catch (cause) {
-      // The batch's savepoint was rolled back. If SQLite rolled back the whole transaction,
-      // earlier batches of the group went with it, and their callers were told they stored.
-      if (grouped && !db.inTransaction) loseGroup(cause);
-      else if (!grouped && db.inTransaction) db.exec("ROLLBACK");
-      throw new CoreError("StorageFailure", "device database write failed", { cause });
-    }
-    if (!commitTimer) {
+    if (!groupOpen) {
+      try {
+        db.exec("BEGIN IMMEDIATE");
+      } catch (cause) {
+        throw new CoreError("StorageFailure", "device database write failed", { cause });
+      }
+      groupOpen = true;
       commitTimer = setTimeout(() => {
         commitTimer = undefined;
         try {
@@ -164,7 +194,27 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
       }, commitDelayMs);
       commitTimer.unref();
     }
+    // Each batch in a savepoint of its own: a failed one is undone alone. If it cannot be undone
+    // (or SQLite already rolled back the whole transaction), the group is lost.
+    try {
+      db.exec("SAVEPOINT batch");
+      writeAll(writes);
+      db.exec("RELEASE batch");
+    } catch (cause) {
+      try {
+        db.exec("ROLLBACK TO batch");
+        db.exec("RELEASE batch");
+      } catch (undo) {
+        loseGroup(undo);
+        throw lostError();
+      }
+      throw new CoreError("StorageFailure", "device database write failed", { cause });
+    }
   };
+  const commitAtExit = () => {
+    if (groupOpen && !lost && db.open) commitGroup();
+  };
+  if (commitDelayMs !== undefined) commitGroupsAtExit(commitAtExit);
 
   return {
     get(table: StoreTable, key: string) {
@@ -210,11 +260,13 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
       commitGroup();
     },
     close() {
+      groupedStores.delete(commitAtExit);
       try {
-        if (!lost) commitGroup();
+        usable();
+        commitGroup();
       } finally {
         clearTimeout(commitTimer);
-        db.close();
+        if (db.open) db.close();
       }
     },
   };
