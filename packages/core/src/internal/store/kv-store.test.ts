@@ -119,6 +119,20 @@ describe("SQLite store, group commit", () => {
     }
   };
 
+  /** Runs test/fixtures/group-commit-crash.ts: one flushed batch, one open, then the end. */
+  const runFixture = (path: string, end: "exit" | "kill") =>
+    spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        join(import.meta.dirname, "../../../test/fixtures/group-commit-crash.ts"),
+        path,
+        end,
+      ],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+
   it("holds batches in one open group until flush, reading them back meanwhile", () => {
     const path = join(tempDir(), "group.db");
     const s = openSqliteStore({ path, commitDelayMs: 60_000 });
@@ -193,17 +207,7 @@ describe("SQLite store, group commit", () => {
 
   it("commits the open group when the process exits normally", () => {
     const path = join(tempDir(), "exit.db");
-    const child = spawnSync(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        join(import.meta.dirname, "../../../test/fixtures/group-commit-crash.ts"),
-        path,
-        "exit",
-      ],
-      { encoding: "utf8", timeout: 30_000 },
-    );
+    const child = runFixture(path, "exit");
     expect(child.status).toBe(0);
     expect(committed(path, "flushed")).toBe(1);
     expect(committed(path, "pending")).toBe(2);
@@ -211,16 +215,7 @@ describe("SQLite store, group commit", () => {
 
   it("loses only the uncommitted group when the process is killed", () => {
     const path = join(tempDir(), "crash.db");
-    const child = spawnSync(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        join(import.meta.dirname, "../../../test/fixtures/group-commit-crash.ts"),
-        path,
-      ],
-      { encoding: "utf8", timeout: 30_000 },
-    );
+    const child = runFixture(path, "kill");
     expect(child.signal).toBe("SIGKILL");
     expect(child.stdout).toBe("applied\n");
     const s = openSqliteStore({ path, commitDelayMs: 60_000 });
