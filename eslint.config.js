@@ -29,6 +29,12 @@ export default tseslint.config(
       "**/coverage/**",
       "**/gen/**",
       "**/fixtures/**",
+      // Temporary files build tools write next to their config while they load it (tsup's
+      // bundled config, Vite's timestamped one). Turbo runs one package's lint while another
+      // task builds it: linted, such a file can vanish between listing and reading, and ESLint
+      // then crashes (exit 2).
+      "**/*.bundled_*.mjs",
+      "**/*.timestamp-*.mjs",
     ],
   },
   js.configs.recommended,
