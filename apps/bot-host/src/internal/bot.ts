@@ -548,8 +548,15 @@ export class Bot extends EventEmitter<{ change: [] }> {
       try {
         await runComposer(this.root, ctx);
       } catch (err) {
-        this.counters.errors++;
-        this.log.error({ err: describeError(err), ...logId }, "handling failed");
+        // Interrupted by a lost connection (or one not made yet, as when a restarted host
+        // resumes its inbox before the relay has it receiving): the handling runs again below,
+        // so it has not failed.
+        if (ctx.interrupted) {
+          this.log.warn({ err: describeError(err), ...logId }, "handling interrupted; will rerun");
+        } else {
+          this.counters.errors++;
+          this.log.error({ err: describeError(err), ...logId }, "handling failed");
+        }
       }
       // A reply that failed for lack of a connection makes the whole handling run again once
       // connected (recorded effects are not repeated) instead of completing without it.
