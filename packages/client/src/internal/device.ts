@@ -154,6 +154,9 @@ const DAY_MS = 24 * 60 * 60 * 1000;
  * what nobody outside has seen yet.
  */
 const GROUP_COMMIT_MS = 10;
+
+const commitFailed = (cause: unknown) =>
+  new ClientError("StorageFailure", "cannot commit the device's state", { cause });
 /** Days without the primary after which a companion warns (it is logged out at 14). */
 export const PRIMARY_WARNING_DAYS = 12;
 
@@ -219,14 +222,13 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
 
   /** Opens (creating if needed) the device in `home`. Throws `ClientError("StorageFailure")`. */
   static open(options: OpenDeviceOptions): PairwiseDevice {
+    const groupCommitMs = options.groupCommitMs ?? GROUP_COMMIT_MS;
     try {
       mkdirSync(options.home, { recursive: true, mode: 0o700 });
       return new PairwiseDevice(
         openSqliteStore({
           path: join(options.home, "device.db"),
-          ...((options.groupCommitMs ?? GROUP_COMMIT_MS) > 0
-            ? { commitDelayMs: options.groupCommitMs ?? GROUP_COMMIT_MS }
-            : {}),
+          ...(groupCommitMs > 0 ? { commitDelayMs: groupCommitMs } : {}),
           ...(options.lowMemory ? { lowMemory: true } : {}),
         }),
         options,
@@ -246,7 +248,7 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
     try {
       this.store.flush?.();
     } catch (cause) {
-      throw new ClientError("StorageFailure", "cannot commit the device's state", { cause });
+      throw commitFailed(cause);
     }
   }
 
@@ -1025,11 +1027,11 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
     // Commit first: a caller that gives up on a slow close keeps what was stored, such as the
     // history entry of a message just sent. A failed commit is reported once the connection and
     // the file are closed.
-    let failed: Error | undefined;
+    let failed: ClientError | undefined;
     try {
-      this.flush();
-    } catch (err) {
-      failed = err as ClientError; // flush throws only ClientError("StorageFailure")
+      this.store.flush?.();
+    } catch (cause) {
+      failed = commitFailed(cause);
     }
     await this.inbound;
     await this.flushAcks().catch(() => undefined);
@@ -1039,7 +1041,7 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
     try {
       this.store.close();
     } catch (cause) {
-      failed ??= new ClientError("StorageFailure", "cannot commit the device's state", { cause });
+      failed ??= commitFailed(cause);
     }
     if (failed !== undefined) throw failed;
   }

@@ -118,6 +118,8 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
     }
   };
   const applyAll = db.transaction(writeAll);
+  const writeFailed = (cause: unknown) =>
+    new CoreError("StorageFailure", "device database write failed", { cause });
   const bytes = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 
   // Write-through read cache for the per-message hot rows (sessions, identities, meta). The
@@ -181,7 +183,7 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
       try {
         db.exec("BEGIN IMMEDIATE");
       } catch (cause) {
-        throw new CoreError("StorageFailure", "device database write failed", { cause });
+        throw writeFailed(cause);
       }
       groupOpen = true;
       commitTimer = setTimeout(() => {
@@ -208,13 +210,11 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
         loseGroup(undo);
         throw lostError();
       }
-      throw new CoreError("StorageFailure", "device database write failed", { cause });
+      throw writeFailed(cause);
     }
   };
-  const commitAtExit = () => {
-    if (groupOpen && !lost && db.open) commitGroup();
-  };
-  if (commitDelayMs !== undefined) commitGroupsAtExit(commitAtExit);
+  // A lost group leaves nothing open, and close() unregisters first: commitGroup alone will do.
+  if (commitDelayMs !== undefined) commitGroupsAtExit(commitGroup);
 
   return {
     get(table: StoreTable, key: string) {
@@ -249,7 +249,7 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
         try {
           applyAll(writes);
         } catch (cause) {
-          throw new CoreError("StorageFailure", "device database write failed", { cause });
+          throw writeFailed(cause);
         }
       }
       for (const w of writes)
@@ -260,7 +260,7 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
       commitGroup();
     },
     close() {
-      groupedStores.delete(commitAtExit);
+      groupedStores.delete(commitGroup);
       try {
         usable();
         commitGroup();
