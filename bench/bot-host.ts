@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PairwiseDevice, approveLink } from "@pairwise/client";
 import { rawFloor } from "./floor.ts";
-import { emitResult, line, nowMs, round } from "./harness.ts";
+import { emitResult, line, mark, nowMs, round } from "./harness.ts";
 import { rssKb, startProcess, startRelayProcess } from "./processes.ts";
 
 const BOTS = Number(process.env.BENCH_BOTS ?? 100);
@@ -153,6 +153,7 @@ while (received < chats.length) await sleep(5);
 phase("warm-up done");
 received = 0;
 const total = chats.length * ECHOES_PER_CHAT;
+mark("echo");
 const start = nowMs();
 await parallel(total, (i) => {
   const chat = chats[i % chats.length]!;
@@ -164,6 +165,7 @@ while (received < total) {
   await sleep(2);
 }
 const echoSeconds = (nowMs() - start) / 1000;
+mark("echo-end");
 const echoPerS = total / echoSeconds;
 
 phase("echoes done");

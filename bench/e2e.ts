@@ -13,7 +13,7 @@ import {
   sendGroupText,
 } from "@pairwise/client";
 import { rawFloor } from "./floor.ts";
-import { collectGarbage, emitResult, line, nowMs, round } from "./harness.ts";
+import { collectGarbage, emitResult, line, mark, nowMs, round } from "./harness.ts";
 import { startRelayProcess } from "./processes.ts";
 
 const DIRECT_MESSAGES = 1000;
@@ -103,9 +103,11 @@ await aliceReplies.until(directReceivers.length);
 await direct.until(DIRECT_WARMUP + 3); // each got 3 replies or their sync copies
 direct.reset();
 collectGarbage();
+mark("direct");
 let start = nowMs();
 await parallel(DIRECT_MESSAGES, (i) => alice.sendText("bob", `message ${i}`));
 await direct.until(DIRECT_MESSAGES);
+mark("direct-end");
 const directSeconds = (nowMs() - start) / 1000;
 const directPerS = DIRECT_MESSAGES / directSeconds;
 const directCopies = DIRECT_MESSAGES * directReceivers.length;
@@ -132,9 +134,11 @@ await parallel(GROUP_WARMUP - 1, (i) => sendGroupText(sender, group.id, `warm-up
 await groupCount.until(GROUP_WARMUP);
 groupCount.reset();
 collectGarbage();
+mark("group");
 start = nowMs();
 await parallel(GROUP_MESSAGES, (i) => sendGroupText(sender, group.id, `group ${i}`));
 await groupCount.until(GROUP_MESSAGES);
+mark("group-end");
 const groupSeconds = (nowMs() - start) / 1000;
 const groupPerS = GROUP_MESSAGES / groupSeconds;
 const groupCopies = GROUP_MESSAGES * groupReceivers.length;

@@ -60,3 +60,13 @@ export function emitResult(
 ): void {
   console.log(JSON.stringify(result));
 }
+
+/**
+ * With `BENCH_MARKS` set, prints `mark <label> <µs>` on the monotonic clock CPU profiles use
+ * (`--cpu-prof` `startTime`), so a profile (`BENCH_CPU_PROF`) can be cut to one phase.
+ */
+export function mark(label: string): void {
+  if (process.env.BENCH_MARKS) {
+    console.error(`mark ${label} ${String(process.hrtime.bigint() / 1000n)}`);
+  }
+}

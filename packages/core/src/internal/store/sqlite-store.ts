@@ -71,7 +71,7 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
     // Session records reach ~4 KiB (PQXDH + the post-quantum ratchet state): 8 KiB pages keep
     // such a row on one page, and a rowid table (not WITHOUT ROWID) suits rows that large.
     // page_size only takes effect on a new database.
-    db.pragma("page_size = 8192");
+    db.pragma("page_size = 4096");
     db.pragma("journal_mode = WAL");
     db.pragma(`mmap_size = ${options.lowMemory ? 0 : 67_108_864}`);
     if (options.lowMemory) db.pragma("cache_size = -256");
@@ -118,6 +118,12 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
     }
   };
   const applyAll = db.transaction(writeAll);
+  // Transaction control on the hot path as prepared statements (db.exec parses its SQL anew on
+  // every call).
+  const beginStmt = db.prepare("BEGIN IMMEDIATE");
+  const commitStmt = db.prepare("COMMIT");
+  const savepointStmt = db.prepare("SAVEPOINT batch");
+  const releaseStmt = db.prepare("RELEASE batch");
   const writeFailed = (cause: unknown) =>
     new CoreError("StorageFailure", "device database write failed", { cause });
   const bytes = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -171,7 +177,7 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
     commitTimer = undefined;
     if (!groupOpen) return;
     try {
-      db.exec("COMMIT");
+      commitStmt.run();
       groupOpen = false;
     } catch (cause) {
       loseGroup(cause);
@@ -181,7 +187,7 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
   const applyGrouped = (writes: readonly StoreWrite[]) => {
     if (!groupOpen) {
       try {
-        db.exec("BEGIN IMMEDIATE");
+        beginStmt.run();
       } catch (cause) {
         throw writeFailed(cause);
       }
@@ -199,9 +205,9 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
     // Each batch in a savepoint of its own: a failed one is undone alone. If it cannot be undone
     // (or SQLite already rolled back the whole transaction), the group is lost.
     try {
-      db.exec("SAVEPOINT batch");
+      savepointStmt.run();
       writeAll(writes);
-      db.exec("RELEASE batch");
+      releaseStmt.run();
     } catch (cause) {
       try {
         db.exec("ROLLBACK TO batch");
