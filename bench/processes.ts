@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 
 const root = join(import.meta.dirname, "..");
 
-/** Runs a TypeScript entry (through tsx) from the repo root and waits for a stdout line matching `ready`. */
+/** Runs an entry (a .ts one through tsx) from the repo root and waits for a stdout line matching `ready`. */
 export async function startProcess(
   args: string[],
   ready: RegExp,
@@ -16,7 +16,9 @@ export async function startProcess(
   const prof = process.env.BENCH_CPU_PROF
     ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_CPU_PROF]
     : [];
-  const child = spawn(process.execPath, [...prof, "--import", "tsx", ...args], {
+  // TypeScript entries run through tsx; built ones (dist) as they run in production.
+  const tsx = args[0]?.endsWith(".ts") ? ["--import", "tsx"] : [];
+  const child = spawn(process.execPath, [...prof, ...tsx, ...args], {
     cwd: root,
     env,
     stdio: ["ignore", "pipe", "inherit"],
@@ -36,14 +38,14 @@ export async function startProcess(
   return { child, match };
 }
 
-/** Starts `pairwise-server` on a loopback port in `dataDir`; returns its URL, pinned key and process. */
+/** Starts `pairwise-server` (the built one, as in production) on a loopback port in `dataDir`; returns its URL, pinned key and process. */
 export async function startRelayProcess(
   dataDir: string,
   options: { args?: string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ child: ChildProcess; url: string; publicKey: Uint8Array }> {
   const { child, match } = await startProcess(
     [
-      "apps/server/src/cli.ts",
+      "apps/server/dist/cli.js",
       "--data",
       dataDir,
       "--host",

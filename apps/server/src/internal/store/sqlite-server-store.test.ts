@@ -186,4 +186,37 @@ describe("SQLite server store", () => {
     expect((err as Error).message).toBe("Conflict: already exists");
     await store.close();
   });
+
+  it("checkpoints the WAL on a worker thread, not on the writer", async () => {
+    const path = freshPath();
+    const store = await seed(path);
+    const { statSync } = await import("node:fs");
+    const fileBytes = () => statSync(path).size;
+    // Give the worker a moment to checkpoint what seeding wrote, then measure.
+    await new Promise((r) => setTimeout(r, 400));
+    const before = fileBytes();
+    // About 2 MB of queued envelopes: far below the writer's own autocheckpoint (10,000 pages).
+    for (let i = 0; i < 40; i++) {
+      await store.enqueue(
+        Array.from({ length: 10 }, () => ({
+          accountId: "acct",
+          deviceId: 1,
+          envelope: b(5000, i),
+        })),
+        { now: T0, expiresAt: T0 + 1000 },
+      );
+    }
+    expect(fileBytes()).toBe(before); // the writer did not checkpoint
+    const end = Date.now() + 5000;
+    while (fileBytes() < before + 1_500_000 && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(fileBytes()).toBeGreaterThan(before + 1_500_000); // the worker did
+    expect(await store.queueDepth()).toBe(400);
+    await store.close();
+    const db = new Database(path);
+    expect(db.pragma("integrity_check", { simple: true })).toBe("ok");
+    expect((db.prepare("SELECT count(*) AS n FROM queue").get() as { n: number }).n).toBe(400);
+    db.close();
+  });
 });

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { ServerError } from "../errors.ts";
 import type { ServerStore } from "./server-store.ts";
 import { createSqliteBlobs } from "./sqlite-blobs.ts";
+import { startSqliteCheckpointer, type SqliteCheckpointer } from "./sqlite-checkpointer.ts";
 import { createSqliteContext } from "./sqlite-context.ts";
 import { createSqliteDirectory } from "./sqlite-directory.ts";
 import { createSqliteGroups } from "./sqlite-groups.ts";
@@ -55,6 +56,18 @@ export function openSqliteServerStore(options: SqliteServerStoreOptions): Server
     if (ServerError.is(err)) throw err;
     throw new ServerError("Unavailable", "cannot open the server database", { cause: err });
   }
+  // Checkpoints run on a worker thread (see startSqliteCheckpointer); the writer's own
+  // autocheckpoint stays as a fallback, at 10,000 pages instead of 1,000.
+  let checkpointer: SqliteCheckpointer | undefined;
+  if (!db.memory) {
+    db.pragma("wal_autocheckpoint = 10000");
+    checkpointer = startSqliteCheckpointer({
+      path: db.name,
+      synchronous: options.synchronous === "full" ? "FULL" : "NORMAL",
+      onFailure: (code) =>
+        options.logger?.warn({ code }, "background WAL checkpoint failed; the writer checkpoints"),
+    });
+  }
 
   const ctx = createSqliteContext(db, options.now ?? Date.now);
   const { flushQueueWrites, ...queueMethods } = createSqliteQueue(ctx);
@@ -74,10 +87,14 @@ export function openSqliteServerStore(options: SqliteServerStoreOptions): Server
       ctx.run(() => {
         ping.get();
       }),
-    close: () =>
-      ctx.run(() => {
+    close: async () => {
+      await ctx.run(() => {
         if (opened.open) flushQueueWrites();
+      });
+      await checkpointer?.stop();
+      await ctx.run(() => {
         if (opened.open) opened.close();
-      }),
+      });
+    },
   };
 }

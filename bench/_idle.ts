@@ -1,0 +1,23 @@
+import { mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TestDevice, connect } from "../apps/server/test/support.ts";
+import { rssKb, startRelayProcess } from "./processes.ts";
+const relay = await startRelayProcess(mkdtempSync(join(tmpdir(), "idle-")), { env: { NODE_OPTIONS: "--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp/hs" } });
+const server = { url: relay.url, publicKey: relay.publicKey } as Parameters<typeof TestDevice.register>[0];
+const N = 300;
+const idle: TestDevice[] = [];
+for (let i = 0; i < N; i++) { const d = await TestDevice.register(server, `idle-${i}`, { oneTime: 1 }); await d.conn.close(); idle.push(d); }
+await new Promise((r) => setTimeout(r, 1000));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+relay.child.kill("SIGUSR2"); await sleep(4000);
+const before = rssKb(relay.child.pid!);
+for (const d of idle) d.conn = await connect(server, d.noiseKeys, () => undefined);
+await sleep(2000);
+const after = rssKb(relay.child.pid!);
+relay.child.kill("SIGUSR2"); await sleep(4000);
+const after2 = rssKb(relay.child.pid!);
+console.log("rss before", before, "after", after, "after snapshot", after2, "KB per conn", ((after - before) / N).toFixed(1));
+relay.child.kill("SIGTERM");
+console.log(readdirSync("/tmp/hs"));
+process.exit(0);
