@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import WebSocket from "ws";
 import { TestDevice, connect } from "../apps/server/test/support.ts";
 import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
-import { emitResult, line, nowMs, percentile, round } from "./harness.ts";
+import { emitResult, line, mark, nowMs, percentile, round } from "./harness.ts";
 import { rssKb, startProcess, startRelayProcess } from "./processes.ts";
 
 const FRAME = 200;
@@ -89,7 +89,9 @@ async function pairwise() {
   const load = await relayLoad(server, server, { frameBytes: FRAME, window: WINDOW });
   const { arrived, submit, waitArrived } = load;
   await load.peak("warm", WARMUP_MESSAGES);
+  mark("peak");
   const relayPerS = await load.peak("peak", RELAY_MESSAGES);
+  mark("peak-end");
 
   // Latency at half the peak rate: paced sends, submit-to-push time per message.
   const rate = relayPerS / 2;

@@ -9,6 +9,12 @@ import type { RateLimiter } from "./rate-limit.ts";
 import type { DeviceRecord, ServerStore } from "./store/server-store.ts";
 
 /** What a request handler may use: shared by every connection of one server. */
+/** A message just committed to a device's queue. */
+export interface QueuedMail {
+  seq: number;
+  envelope: Uint8Array;
+}
+
 export interface RelayContext {
   store: ServerStore;
   config: ServerConfig;
@@ -22,8 +28,12 @@ export interface RelayContext {
   provisionRemote?: (ref: string, envelope: Uint8Array) => Promise<boolean>;
   /** In a cluster: how often an idle delivery loop re-reads its queue anyway. */
   pollMs?: number;
-  /** Wakes the delivery loop of a connected device: it has new mail. */
-  notify(accountId: string, deviceId: number): void;
+  /**
+   * Wakes the delivery loop of a connected device: it has new mail. `mail` is the committed
+   * message itself (its queue seq and bytes), so a device that is caught up gets it pushed
+   * without a queue read; without it the loop reads the queue.
+   */
+  notify(accountId: string, deviceId: number, mail?: QueuedMail): void;
   /** Pushes DeviceRemoved to a connected device and closes its connection. */
   disconnect(accountId: string, deviceId: number): void;
   /** Pushes "prekeys low" to a connected device. */

@@ -7,6 +7,7 @@ export interface ServerMetrics {
   queueDepth: Gauge;
   submitted: Counter;
   delivered: Counter;
+  queueReads: Counter;
   acknowledged: Counter;
   errors: Counter<"code">;
   requests: Counter<"type">;
@@ -78,6 +79,11 @@ export function createServerMetrics(readQueueDepth: () => Promise<number>): Serv
     delivered: new Counter({
       name: "pairwise_messages_delivered_total",
       help: "Per-device copies pushed to devices",
+      registers: [registry],
+    }),
+    queueReads: new Counter({
+      name: "pairwise_queue_reads_total",
+      help: "Reads of a device's queue by its delivery loop (mail committed while the device is caught up is pushed without one)",
       registers: [registry],
     }),
     acknowledged: new Counter({

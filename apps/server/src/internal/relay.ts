@@ -80,8 +80,8 @@ export class Relay {
         now,
       ),
       ...(bus ? { pollMs: options.config.clusterPollMs } : {}),
-      notify(accountId, deviceId) {
-        byDevice.get(key(accountId, deviceId))?.notify();
+      notify(accountId, deviceId, mail) {
+        byDevice.get(key(accountId, deviceId))?.notify(mail);
         bus?.mail(accountId, deviceId);
       },
       disconnect(accountId, deviceId) {

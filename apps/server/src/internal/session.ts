@@ -3,6 +3,7 @@ import type { ClientFrame, DeviceMismatchSchema } from "@pairwise/core/relay-pro
 import type { SecureTransport } from "@pairwise/transport";
 import {
   isPending,
+  type QueuedMail,
   type Caller,
   type HandlerOutcome,
   type HandlerResult,
@@ -25,6 +26,9 @@ import {
 /** Messages pushed per queue read; the next page is read once these are handed to the transport. */
 const PAGE = 200;
 
+/** Committed messages held for a caught-up device at most; past it the queue is read instead. */
+const MAX_FRESH = 256;
+
 /** Submissions and acks of one connection waiting for their commit at most (then it waits). */
 const MAX_PIPELINED = 256;
 
@@ -46,6 +50,13 @@ export class Session implements Caller {
   private lastPushed = 0;
   private wake: (() => void) | undefined;
   private mailWaiting = false;
+  /**
+   * Whether everything queued for the device up to the last queue read has been pushed (that read
+   * came back short). From then on committed messages handed over with their bytes go to
+   * `fresh` and are pushed from memory, in seq order, without reading them back.
+   */
+  private caughtUp = false;
+  private fresh: QueuedMail[] = [];
   private closed = false;
   /** Pipelined requests not answered yet, and a promise that settles once all have been. */
   private outstanding = 0;
@@ -87,12 +98,21 @@ export class Session implements Caller {
   }
 
   private hasMail(): boolean {
-    return this.mailWaiting;
+    return this.mailWaiting || this.fresh.length > 0;
   }
 
-  /** New mail for this device: wake the delivery loop. */
-  notify(): void {
-    this.mailWaiting = true;
+  /**
+   * New mail for this device: wake the delivery loop. With the message itself and the device
+   * caught up, it is pushed from memory; otherwise (no bytes, not caught up, too many held) the
+   * loop reads the queue, which has it.
+   */
+  notify(mail?: QueuedMail): void {
+    if (mail && this.caughtUp && !this.mailWaiting && this.fresh.length < MAX_FRESH) {
+      this.fresh.push(mail);
+    } else {
+      this.mailWaiting = true;
+      this.fresh = [];
+    }
     this.wake?.();
   }
 
@@ -306,8 +326,25 @@ export class Session implements Caller {
     if (!device) return;
     let announcedEmpty = false;
     while (this.isDelivering()) {
+      if (!this.mailWaiting && this.fresh.length > 0) {
+        // Committed after the last queue read came back short, in commit (seq) order.
+        const batch = this.fresh;
+        this.fresh = [];
+        for (const m of batch) {
+          if (m.seq <= this.lastPushed) continue;
+          if (!this.isDelivering()) return;
+          await this.transport.send(encodeEnvelopePush(m.envelope, m.seq)).catch(() => undefined);
+          this.lastPushed = m.seq;
+          this.ctx.metrics.delivered.inc();
+        }
+        if (!this.hasMail() && this.isDelivering()) await this.idle();
+        continue;
+      }
       this.mailWaiting = false;
+      this.caughtUp = false;
+      this.fresh = [];
       let page;
+      this.ctx.metrics.queueReads.inc();
       try {
         page = await this.ctx.store.fetchQueue(
           device.accountId,
@@ -330,21 +367,32 @@ export class Session implements Caller {
         this.ctx.metrics.delivered.inc();
       }
       if (page.length === PAGE) continue;
+      // Everything queued before that read is pushed; mail committed since then (or during the
+      // pushes) set mailWaiting and is read next time round, later mail can come from memory.
+      this.caughtUp = !this.mailWaiting;
       if (!announcedEmpty) {
         announcedEmpty = true;
         this.pushFrame(encodePush({ kind: { case: "queueEmpty", value: {} } }));
       }
-      if (!this.hasMail() && this.isDelivering()) {
-        const pollMs = this.ctx.pollMs;
-        let poll: NodeJS.Timeout | undefined;
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          // In a cluster a wake-up from another node can be lost: look again now and then.
-          if (pollMs !== undefined) poll = setTimeout(resolve, pollMs).unref();
-        });
-        clearTimeout(poll);
-        this.wake = undefined;
-      }
+      if (!this.hasMail() && this.isDelivering()) await this.idle();
     }
+  }
+
+  /** Waits for mail (or shutdown); in a cluster at most `pollMs`, then the queue is read anyway. */
+  private async idle(): Promise<void> {
+    const pollMs = this.ctx.pollMs;
+    let poll: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.wake = resolve;
+      // In a cluster a wake-up from another node can be lost: look again now and then.
+      if (pollMs !== undefined) {
+        poll = setTimeout(() => {
+          this.mailWaiting = true;
+          resolve();
+        }, pollMs).unref();
+      }
+    });
+    clearTimeout(poll);
+    this.wake = undefined;
   }
 }

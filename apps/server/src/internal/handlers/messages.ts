@@ -46,12 +46,20 @@ function store(
           expiresAt: now + ctx.config.queueTtlMs,
           ...(dedupKey ? { dedupKey } : {}),
         })
-      : Promise.resolve({ duplicate: false });
+      : Promise.resolve({ duplicate: false, seqs: [] as number[] });
   return {
     pending: enqueued.then((result): HandlerResult => {
       if (!result.duplicate) {
         ctx.metrics.submitted.inc(inserts.length);
-        for (const i of inserts) ctx.notify(i.accountId, i.deviceId);
+        // With its seq and bytes: a caught-up device gets it without a queue read.
+        inserts.forEach((i, n) => {
+          const seq = result.seqs[n];
+          ctx.notify(
+            i.accountId,
+            i.deviceId,
+            seq === undefined ? undefined : { seq, envelope: i.envelope },
+          );
+        });
       }
       return {
         case: "submit",
