@@ -58,9 +58,10 @@ export class Session implements Caller {
   private caughtUp = false;
   private fresh: QueuedMail[] = [];
   private closed = false;
-  /** Pipelined requests not answered yet, and a promise that settles once all have been. */
+  /** Pipelined requests not answered yet. */
   private outstanding = 0;
-  private settled: Promise<void> = Promise.resolve();
+  /** Requests waiting for `outstanding` to drop below their mark (MAX_PIPELINED, or 1: none). */
+  private waiters: Array<{ below: number; resolve: () => void }> = [];
 
   constructor(
     private readonly ctx: RelayContext,
@@ -177,7 +178,12 @@ export class Session implements Caller {
     // Submissions and acks are pipelined: each is validated and handed to the store in arrival
     // order, and the next request starts while the store gathers them into one commit. Anything
     // else first waits for those to be answered, so a device's requests never race.
-    if (!PIPELINED.has(request.case) || this.outstanding >= MAX_PIPELINED) await this.settled;
+    // A pipelined request past MAX_PIPELINED waits for the oldest to be answered (the pipeline
+    // stays full), anything else for all of them.
+    const below = PIPELINED.has(request.case) ? MAX_PIPELINED : 1;
+    if (this.outstanding >= below) {
+      await new Promise<void>((resolve) => this.waiters.push({ below, resolve }));
+    }
     try {
       const outcome = await this.dispatch(request);
       if (isPending(outcome)) this.answerLater(frame.id, outcome.pending);
@@ -189,13 +195,24 @@ export class Session implements Caller {
 
   private answerLater(id: bigint, pending: Promise<HandlerResult>): void {
     this.outstanding++;
-    const answered = pending
+    void pending
       .then(
         (result) => (id !== 0n ? this.respond(id, result) : undefined),
         (err: unknown) => this.respond(id, undefined, err),
       )
-      .finally(() => this.outstanding--);
-    this.settled = Promise.all([this.settled, answered]).then(() => undefined);
+      .finally(() => {
+        this.outstanding--;
+        if (this.waiters.length > 0) this.releaseWaiters();
+      });
+  }
+
+  private releaseWaiters(): void {
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) {
+      if (this.outstanding < w.below) w.resolve();
+      else this.waiters.push(w);
+    }
   }
 
   private async respond(

@@ -38,8 +38,6 @@ export function encodePush(push: MessageInitShape<typeof PushSchema>): Uint8Arra
 // produce the bytes protobuf-es produces (proto3: zero values omitted); wire.test.ts checks them
 // against it. Field numbers are relay.proto's.
 
-const utf8 = new TextEncoder();
-
 /** Bytes of a varint for a non-negative integer up to 2^53. */
 function varintSize(n: number): number {
   let size = 1;
@@ -67,6 +65,26 @@ function putLengthPrefix(buf: Uint8Array, pos: number, field: number, length: nu
 
 const delimitedSize = (length: number) => 1 + varintSize(length) + length;
 
+/** UTF-8 length of `s` (its length when ASCII, the common case for ids, counted without a copy). */
+function utf8Length(s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) >= 0x80) return Buffer.byteLength(s, "utf8");
+  }
+  return s.length;
+}
+
+/** A string field (key, length, UTF-8 bytes) written in place; nothing for an empty string. */
+function putString(buf: Buffer, pos: number, field: number, s: string, length: number): number {
+  if (length === 0) return pos;
+  pos = putLengthPrefix(buf, pos, field, length);
+  if (length === s.length) {
+    for (let i = 0; i < length; i++) buf[pos + i] = s.charCodeAt(i);
+  } else {
+    buf.write(s, pos, length, "utf8");
+  }
+  return pos + length;
+}
+
 /** Envelope bytes as queued: every field but `seq` (delivery appends it). */
 export function encodeQueuedEnvelope(fields: {
   senderAccount: string;
@@ -77,40 +95,41 @@ export function encodeQueuedEnvelope(fields: {
   messageId: string;
   serverTimestamp: number;
 }): Uint8Array {
-  const account = utf8.encode(fields.senderAccount);
-  const group = utf8.encode(fields.groupId ?? "");
-  const messageId = utf8.encode(fields.messageId);
+  // Strings are measured, then written straight into the one buffer (no encoder copies: this
+  // runs once per queued copy).
+  const group = fields.groupId ?? "";
+  const accountLength = utf8Length(fields.senderAccount);
+  const groupLength = utf8Length(group);
+  const messageIdLength = utf8Length(fields.messageId);
   const varintField = (n: number) => (n === 0 ? 0 : 1 + varintSize(n));
-  const bytesField = (b: Uint8Array) => (b.length === 0 ? 0 : delimitedSize(b.length));
+  const lengthField = (n: number) => (n === 0 ? 0 : delimitedSize(n));
   const size =
-    bytesField(account) +
+    lengthField(accountLength) +
     varintField(fields.senderDevice) +
     varintField(fields.type) +
-    bytesField(fields.body) +
-    bytesField(group) +
-    bytesField(messageId) +
+    lengthField(fields.body.length) +
+    lengthField(groupLength) +
+    lengthField(messageIdLength) +
     varintField(fields.serverTimestamp);
-  const buf = new Uint8Array(size);
-  let pos = 0;
-  const putBytes = (field: number, b: Uint8Array) => {
-    if (b.length === 0) return;
-    pos = putLengthPrefix(buf, pos, field, b.length);
-    buf.set(b, pos);
-    pos += b.length;
-  };
-  const putUint = (field: number, n: number) => {
-    if (n === 0) return;
+  const buf = Buffer.allocUnsafe(size);
+  const putUint = (pos: number, field: number, n: number) => {
+    if (n === 0) return pos;
     buf[pos++] = field << 3;
-    pos = putVarint(buf, pos, n);
+    return putVarint(buf, pos, n);
   };
-  putBytes(2, account);
-  putUint(3, fields.senderDevice);
-  putUint(4, fields.type);
-  putBytes(5, fields.body);
-  putBytes(6, group);
-  putBytes(7, messageId);
-  putUint(8, fields.serverTimestamp);
-  return buf;
+  let pos = putString(buf, 0, 2, fields.senderAccount, accountLength);
+  pos = putUint(pos, 3, fields.senderDevice);
+  pos = putUint(pos, 4, fields.type);
+  if (fields.body.length > 0) {
+    pos = putLengthPrefix(buf, pos, 5, fields.body.length);
+    buf.set(fields.body, pos);
+    pos += fields.body.length;
+  }
+  pos = putString(buf, pos, 6, group, groupLength);
+  pos = putString(buf, pos, 7, fields.messageId, messageIdLength);
+  pos = putUint(pos, 8, fields.serverTimestamp);
+  if (pos !== size) throw new ServerError("Internal", "envelope size mismatch");
+  return new Uint8Array(buf.buffer, buf.byteOffset, size);
 }
 
 /**

@@ -8,6 +8,7 @@ import {
 } from "@pairwise/core/relay-proto";
 import type { Transport } from "@pairwise/transport";
 import { ClientError } from "./errors.ts";
+import { encodeHotClientFrame } from "./relay-wire.ts";
 
 /** A request: one case of the ClientFrame `request` oneof. */
 export type RelayRequest = Exclude<ClientFrame["request"], { case: undefined }>;
@@ -99,7 +100,6 @@ export class RelayConnection {
   async request(request: RelayRequestInit): Promise<RelayResult> {
     this.options.beforeSend?.();
     const id = this.nextId++;
-    const frame = create(ClientFrameSchema, { id, request });
     const answer = new Promise<Response>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
@@ -109,7 +109,7 @@ export class RelayConnection {
       this.pending.set(id, { resolve, reject, timer });
     });
     try {
-      await this.transport.send(toBinary(ClientFrameSchema, frame));
+      await this.transport.send(encodeClientFrame(id, request));
     } catch (cause) {
       const p = this.pending.get(id);
       if (p) clearTimeout(p.timer);
@@ -134,9 +134,7 @@ export class RelayConnection {
   /** Sends a frame that needs no answer (acknowledgements). */
   async notify(request: RelayRequestInit): Promise<void> {
     this.options.beforeSend?.();
-    await this.transport.send(
-      toBinary(ClientFrameSchema, create(ClientFrameSchema, { id: 0n, request })),
-    );
+    await this.transport.send(encodeClientFrame(0n, request));
   }
 
   /** Closes the connection. */
@@ -157,4 +155,12 @@ export function expectResult<C extends NonNullable<RelayResult["case"]>>(
       `the server answered ${String(result.case)}, expected ${expected}`,
     );
   return result.value as ResultValue<C>;
+}
+
+/** ClientFrame bytes: hand-encoded for the per-message requests, protobuf-es for the rest. */
+function encodeClientFrame(id: bigint, request: RelayRequestInit): Uint8Array {
+  return (
+    encodeHotClientFrame(id, request) ??
+    toBinary(ClientFrameSchema, create(ClientFrameSchema, { id, request }))
+  );
 }
