@@ -18,7 +18,10 @@ export async function startProcess(
     : [];
   // TypeScript entries run through tsx; built ones (dist) as they run in production.
   const tsx = args[0]?.endsWith(".ts") ? ["--import", "tsx"] : [];
-  const child = spawn(process.execPath, [...prof, ...tsx, ...args], {
+  // BENCH_NODE_ARGS (e.g. "--trace-gc"): extra Node flags for the children, whose stdout is
+  // then copied to stderr, each line prefixed with the child's pid.
+  const extra = process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...prof, ...extra, ...tsx, ...args], {
     cwd: root,
     env,
     stdio: ["ignore", "pipe", "inherit"],
@@ -27,6 +30,7 @@ export async function startProcess(
   const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("process did not start")), 30_000);
     lines.on("line", (l) => {
+      if (extra.length > 0) process.stderr.write(`[${String(child.pid)}] ${l}\n`);
       const m = ready.exec(l);
       if (m) {
         clearTimeout(timer);

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocketServer } from "ws";
+import { WebSocketServer, type WebSocket } from "ws";
 import { checkInteger } from "./limits.ts";
 import type { Transport } from "./transport.ts";
 import {
@@ -84,6 +84,21 @@ export async function createWebSocketAcceptor(
   const open = new Set<Transport>();
   let accepting = true;
 
+  // Defined apart from onUpgrade so the connection's long-lived closures do not share a scope
+  // with (and so keep alive) the upgrade request, its socket wrapper and its first bytes.
+  const accept = (ws: WebSocket, info: WebSocketConnectionInfo): void => {
+    const transport = wrapWebSocket(ws, settings);
+    if (!accepting) {
+      void transport.close("server shutting down");
+      return;
+    }
+    open.add(transport);
+    void transport.closed.then(() => open.delete(transport));
+    Promise.resolve()
+      .then(() => options.onConnection(transport, info))
+      .catch(() => transport.close("internal error"));
+  };
+
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on("error", () => undefined);
     const path = new URL(request.url ?? "/", "http://localhost").pathname;
@@ -95,23 +110,12 @@ export async function createWebSocketAcceptor(
       refuse(socket, "503 Service Unavailable");
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => {
-      const transport = wrapWebSocket(ws, settings);
-      if (!accepting) {
-        void transport.close("server shutting down");
-        return;
-      }
-      open.add(transport);
-      void transport.closed.then(() => open.delete(transport));
-      const info: WebSocketConnectionInfo = {
-        remoteAddress: request.socket.remoteAddress,
-        url: request.url ?? "/",
-        headers: request.headers,
-      };
-      Promise.resolve()
-        .then(() => options.onConnection(transport, info))
-        .catch(() => transport.close("internal error"));
-    });
+    const info: WebSocketConnectionInfo = {
+      remoteAddress: request.socket.remoteAddress,
+      url: request.url ?? "/",
+      headers: request.headers,
+    };
+    wss.handleUpgrade(request, socket, head, (ws) => accept(ws, info));
   };
 
   const ownServer = options.server === undefined;
