@@ -43,7 +43,12 @@ export class CipherState {
       authTagLength: NOISE_TAG_BYTES,
     });
     cipher.setAAD(ad);
-    const out = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+    const body = cipher.update(plaintext);
+    const rest = cipher.final(); // empty for GCM, which is a stream mode
+    const out = Buffer.concat(
+      rest.length === 0 ? [body, cipher.getAuthTag()] : [body, rest, cipher.getAuthTag()],
+      body.length + rest.length + NOISE_TAG_BYTES,
+    );
     this.#n += 1;
     return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   }
@@ -65,7 +70,9 @@ export class CipherState {
     decipher.setAuthTag(ciphertext.subarray(split));
     let out: Buffer;
     try {
-      out = Buffer.concat([decipher.update(ciphertext.subarray(0, split)), decipher.final()]);
+      const body = decipher.update(ciphertext.subarray(0, split));
+      const rest = decipher.final(); // checks the tag; empty for GCM
+      out = rest.length === 0 ? body : Buffer.concat([body, rest]);
     } catch (err) {
       throw new TransportError("BadFrame", "ciphertext failed authentication", { cause: err });
     }

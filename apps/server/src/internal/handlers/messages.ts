@@ -189,6 +189,13 @@ export async function submitMessage(
     );
     if (devices.length === 0 && accountId !== me.accountId)
       throw new ServerError("NotFound", "no such account");
+    // The common case, every device named with its current registration, costs no allocation.
+    let matches = req.targeted || devices.length === copies.size;
+    for (const d of devices) {
+      const c = copies.get(d.deviceId);
+      if (c ? c.registrationId !== d.registrationId : !req.targeted) matches = false;
+    }
+    if (matches && !req.targeted) continue;
     const have = new Map(devices.map((d) => [d.deviceId, d]));
     const missing = req.targeted
       ? []
