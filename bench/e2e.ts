@@ -72,13 +72,22 @@ async function parallel(total: number, fn: (i: number) => Promise<unknown>) {
 }
 
 // The floor: raw libsignal encrypt+decrypt pairs per second, in this same process.
+/** CPU time of this process (all its threads), in microseconds. */
+const cpuUs = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+/** CPU time per floor pair of each floor run (for the diagnostic line at the end). */
+const floorCpuUs: number[] = [];
 async function measureFloor(): Promise<number> {
   const floorRound = await rawFloor();
   for (let i = 0; i < 300; i++) await floorRound();
   collectGarbage();
   const begin = nowMs();
+  const cpu = cpuUs();
   const FLOOR = 2000;
   for (let i = 0; i < FLOOR; i++) await floorRound();
+  floorCpuUs.push((cpuUs() - cpu) / FLOOR);
   return FLOOR / ((nowMs() - begin) / 1000);
 }
 const floorBefore = await measureFloor();
@@ -105,10 +114,12 @@ direct.reset();
 collectGarbage();
 mark("direct");
 let start = nowMs();
+let cpu = cpuUs();
 await parallel(DIRECT_MESSAGES, (i) => alice.sendText("bob", `message ${i}`));
 await direct.until(DIRECT_MESSAGES);
 mark("direct-end");
 const directSeconds = (nowMs() - start) / 1000;
+const directCpuUs = cpuUs() - cpu;
 const directPerS = DIRECT_MESSAGES / directSeconds;
 const directCopies = DIRECT_MESSAGES * directReceivers.length;
 const floorBetween = await measureFloor();
@@ -136,10 +147,12 @@ groupCount.reset();
 collectGarbage();
 mark("group");
 start = nowMs();
+cpu = cpuUs();
 await parallel(GROUP_MESSAGES, (i) => sendGroupText(sender, group.id, `group ${i}`));
 await groupCount.until(GROUP_MESSAGES);
 mark("group-end");
 const groupSeconds = (nowMs() - start) / 1000;
+const groupCpuUs = cpuUs() - cpu;
 const groupPerS = GROUP_MESSAGES / groupSeconds;
 const groupCopies = GROUP_MESSAGES * groupReceivers.length;
 
@@ -163,6 +176,20 @@ line(
 );
 line("floor: raw libsignal encrypt+decrypt", floorCopiesPerS, "pairs/s (time-weighted)");
 line("ratio copies / floor (target >= 0.5)", ratio);
+// A diagnostic, steadier than wall time on a machine whose speed drifts: the same comparison in
+// CPU time of this process (all devices run here; the relay's own CPU is not counted).
+const floorCpu = floorCpuUs.reduce((a, b) => a + b, 0) / floorCpuUs.length;
+line(
+  "CPU per copy: direct / group / floor pair",
+  [directCpuUs / directCopies, groupCpuUs / groupCopies, floorCpu]
+    .map((x) => Math.round(x))
+    .join(" / "),
+  "µs (diagnostic)",
+);
+line(
+  "CPU ratio floor pair / copy (diagnostic)",
+  (floorCpu * (directCopies + groupCopies)) / (directCpuUs + groupCpuUs),
+);
 
 for (const d of [alice, ...directReceivers, ...all]) await d.close();
 relay.child.kill("SIGTERM");
