@@ -360,4 +360,32 @@ describe("a connection cut mid-upload", () => {
     expect((await restoreBackup({ provider, unlock: unlock(), sink })).id).toBe(retry.id);
     expect(sink.committed?.length).toBe(records.length);
   });
+  it("fails when a part's put fails after its body was read, while the next part is stored", async () => {
+    // Part 2's provider reads the whole body and only then fails (a flush or close failing),
+    // by which time part 3 is already being stored.
+    let startThird = () => {};
+    const thirdStarted = new Promise<void>((resolve) => (startThird = resolve));
+    const late: BackupProvider = {
+      ...provider,
+      async put(name, body) {
+        if (name.endsWith("part-000003")) startThird();
+        if (!name.endsWith("part-000002")) return provider.put(name, body);
+        let read = 0;
+        for await (const chunk of body) read += chunk.length;
+        expect(read).toBeGreaterThan(0);
+        await thirdStarted;
+        throw new BackupError("ProviderFailure", "close failed");
+      },
+    };
+    const err: unknown = await createBackup({
+      provider: late,
+      keyring,
+      records: sampleRecords(),
+      sequence: 1,
+      partBytes: PART,
+    }).catch((e: unknown) => e);
+    expect(BackupError.is(err, "ProviderFailure")).toBe(true);
+    expect(await listBackups({ provider })).toEqual([]);
+    await expectRefused("NotFound");
+  });
 });

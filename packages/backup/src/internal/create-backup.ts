@@ -158,8 +158,13 @@ export async function createBackup(options: CreateBackupOptions): Promise<Backup
         parts[index] = { name, size, digest: new Uint8Array(digest.digest()) };
       });
       storing.add(put);
-      const settled = () => storing.delete(put);
-      put.then(settled, settled);
+      // A failed put stays in `storing`, so the next wait on it (or the final one) throws: one
+      // that failed while another part was being stored must not be forgotten, or the manifest
+      // would list a part that was never stored.
+      put.then(
+        () => storing.delete(put),
+        () => {},
+      );
       // The next part starts once this one's body is produced (its provider may still be
       // flushing it: the disk works while the next chunks are sealed); two at most in flight.
       await Promise.race([bodyDone, put]);
@@ -167,6 +172,12 @@ export async function createBackup(options: CreateBackupOptions): Promise<Backup
       await produce();
     }
     await Promise.all(storing);
+    // Checked again before the manifest, which must never name a part that was not stored.
+    for (let index = 0; index < uploaded.length; index++) {
+      if (parts[index] === undefined) {
+        throw new BackupError("ProviderFailure", "a part of the backup was not stored");
+      }
+    }
     const manifest: BackupManifest = {
       id,
       sequence: options.sequence,
