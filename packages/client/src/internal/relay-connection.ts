@@ -1,4 +1,4 @@
-import { create, toBinary, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary, fromBinary } from "@bufbuild/protobuf";
 import {
   ClientFrameSchema,
   ServerFrameSchema,
@@ -6,9 +6,13 @@ import {
   type Push,
   type Response,
 } from "@pairwise/core/relay-proto";
+import {
+  decodeHotServerFrame,
+  encodeHotClientFrame,
+  type RelayRequestInit,
+} from "@pairwise/core/relay-wire";
 import type { Transport } from "@pairwise/transport";
 import { ClientError } from "./errors.ts";
-import { encodeHotClientFrame } from "./relay-wire.ts";
 
 /** A request: one case of the ClientFrame `request` oneof. */
 export type RelayRequest = Exclude<ClientFrame["request"], { case: undefined }>;
@@ -16,10 +20,7 @@ export type RelayRequest = Exclude<ClientFrame["request"], { case: undefined }>;
 export type RelayResult = Response["result"];
 
 /** A request as callers build it (protobuf-es init shape: plain objects, no `$typeName`). */
-export type RelayRequestInit = Exclude<
-  MessageInitShape<typeof ClientFrameSchema>["request"],
-  { case: undefined } | undefined
->;
+export type { RelayRequestInit };
 
 /** The value of the result case `C`. */
 export type ResultValue<C> =
@@ -67,7 +68,8 @@ export class RelayConnection {
       for await (const bytes of this.transport) {
         let frame;
         try {
-          frame = fromBinary(ServerFrameSchema, bytes);
+          // Envelope pushes and submit results by hand, anything else by protobuf-es.
+          frame = decodeHotServerFrame(bytes) ?? fromBinary(ServerFrameSchema, bytes);
         } catch {
           continue; // a frame we cannot decode is dropped; the request it answers times out
         }
