@@ -9,7 +9,7 @@ import {
 } from "@pairwise/client";
 import type { RunningServer } from "@pairwise/server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { definePlugin, type RunningBotHost } from "../src/index.ts";
+import { BotHostError, definePlugin, type RunningBotHost } from "../src/index.ts";
 import { echo } from "../src/plugins/echo.ts";
 import { help } from "../src/plugins/help.ts";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -90,6 +90,25 @@ describe("bot host", () => {
     await waiting.stop(); // bounded by the test timeout, far below the link code's lifetime
     expect(waiting.bot("waiting").currentState).toBe("unlinked");
   });
+
+  it("refuses a second host on a state directory a running bot owns", async () => {
+    const stateDir = tempDir("state-owned");
+    const first = await startHost(server, [{ name: "owner", stateDir }]);
+    try {
+      const err: unknown = await startHost(server, [{ name: "twin", stateDir }]).catch(
+        (e: unknown) => e,
+      );
+      expect(BotHostError.is(err, "StorageFailure")).toBe(true);
+      expect((err as Error).message).toContain("in use by another process");
+      // The owner goes on: it still shows its link code.
+      await until(() => first.bot("owner").snapshot().linkCode !== undefined, 20_000, "a code");
+    } finally {
+      await first.stop();
+    }
+    // Once the first host stopped, the directory opens again.
+    const again = await startHost(server, [{ name: "owner", stateDir }]);
+    await again.stop();
+  }, 30_000);
 
   it("shows the bot linked as a device of the owner's account", async () => {
     const snap = host.bot("support").snapshot();

@@ -1,7 +1,9 @@
 // Group commit in the device database (client's `groupCommitMs`): many writes share one commit,
 // and everything is committed before any frame leaves for the relay. With a commit delay far
-// beyond the test, only that write-ahead commit can make anything durable, so what another
-// connection finds in the file (what a restart after kill -9 would find) shows when it ran.
+// beyond the test, only that write-ahead commit can make anything durable, so what the files on
+// disk hold (what a restart after kill -9 would find) shows when it ran.
+import { copyFileSync, existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { PairwiseDevice, type StoredMessage } from "@pairwise/client";
@@ -11,9 +13,16 @@ import { home, until, useRelay } from "./support.ts";
 const relay = useRelay();
 const NEVER_MS = 600_000;
 
-/** Keys under `prefix` committed in a device's database, read over a connection of its own. */
+/**
+ * Keys under `prefix` committed in a device's database: its file and WAL as they are on disk now,
+ * copied and opened elsewhere (the device holds its database's exclusive lock).
+ */
 function committedKeys(dir: string, table: string, prefix: string): string[] {
-  const db = new Database(join(dir, "device.db"), { readonly: true });
+  const copy = join(mkdtempSync(join(tmpdir(), "pw-write-ahead-")), "device.db");
+  copyFileSync(join(dir, "device.db"), copy);
+  if (existsSync(join(dir, "device.db-wal")))
+    copyFileSync(join(dir, "device.db-wal"), `${copy}-wal`);
+  const db = new Database(copy);
   try {
     return db
       .prepare<[string, string, string], { key: string }>(

@@ -17,6 +17,10 @@ export class BotStore {
 
   private constructor(db: Database.Database) {
     this.db = db;
+    // One bot process owns its state directory, as one process owns a device's database: the
+    // exclusive lock (taken before the first read) refuses a second host on the same directory
+    // and keeps WAL's index in memory, with no file-lock calls per transaction.
+    db.pragma("locking_mode = EXCLUSIVE");
     db.pragma("journal_mode = WAL");
     // NORMAL in WAL mode survives a killed process (what at-least-once handling relies on), like
     // the device database; FULL would also survive power loss at an fsync per commit.
@@ -64,11 +68,21 @@ export class BotStore {
 
   /** Opens (creating) `dir/bot.db`. Throws `BotHostError("StorageFailure")`. */
   static open(dir: string): BotStore {
+    let db: Database.Database | undefined;
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      return new BotStore(new Database(join(dir, "bot.db")));
+      db = new Database(join(dir, "bot.db"));
+      return new BotStore(db);
     } catch (cause) {
-      throw new BotHostError("StorageFailure", `cannot open the bot database in ${dir}`, { cause });
+      if (db?.open) db.close();
+      const inUse = (cause as { code?: unknown }).code === "SQLITE_BUSY";
+      throw new BotHostError(
+        "StorageFailure",
+        inUse
+          ? `the bot database in ${dir} is in use by another process`
+          : `cannot open the bot database in ${dir}`,
+        { cause },
+      );
     }
   }
 

@@ -85,7 +85,8 @@ const CLIENT_FAILURES: Partial<Record<ClientError["code"], string>> = {
   ProtocolError: "the server answered something unexpected",
   NotRegistered: "this device is not registered: run 'pairwise register' or 'pairwise link-code'",
   UntrustedContact: "cannot verify the contact's devices",
-  StorageFailure: "cannot open the device's home directory",
+  // StorageFailure: the client's own fixed texts ("cannot open the device's home directory",
+  // "... is in use by another process", "cannot commit the device's state").
 };
 
 const CORE_FAILURES: Partial<Record<CoreError["code"], string>> = {

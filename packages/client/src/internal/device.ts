@@ -234,7 +234,13 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
         options,
       );
     } catch (cause) {
-      throw new ClientError("StorageFailure", "cannot open the device's home directory", { cause });
+      throw new ClientError(
+        "StorageFailure",
+        CoreError.is(cause, "DatabaseInUse")
+          ? "the device's home directory is in use by another process"
+          : "cannot open the device's home directory",
+        { cause },
+      );
     }
   }
 

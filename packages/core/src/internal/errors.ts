@@ -15,7 +15,9 @@ export type CoreErrorCode =
   | "DuplicateMessage"
   | "NoSession"
   | "InvalidKey"
-  | "StorageFailure";
+  | "StorageFailure"
+  /** Another process holds the device's database (one process owns it). */
+  | "DatabaseInUse";
 
 /**
  * The one error class of `@pairwise/core`. Narrow with {@link CoreError.is}:

@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { copyFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
@@ -92,6 +93,33 @@ describe("SQLite store", () => {
     again.close();
   });
 
+  it("belongs to one process: another opening the same file is refused, the owner goes on", () => {
+    const path = join(tempDir(), "owned.db");
+    const s = openSqliteStore({ path });
+    s.apply([{ table: "session", key: "a|1", value: Uint8Array.of(1) }]);
+    const other = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        `import { openSqliteStore } from ${JSON.stringify(join(import.meta.dirname, "sqlite-store.ts"))};
+         try { openSqliteStore({ path: ${JSON.stringify(path)} }); console.log("opened"); }
+         catch (e) { console.log(e.code, e.message.includes("in use by another process")); }`,
+      ],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    expect(other.stdout.trim()).toBe("DatabaseInUse true");
+    s.apply([{ table: "session", key: "a|2", value: Uint8Array.of(2) }]);
+    expect(s.get("session", "a|1")).toEqual(Uint8Array.of(1));
+    s.close();
+    // Closed, the file is free again.
+    const again = openSqliteStore({ path });
+    expect(again.get("session", "a|2")).toEqual(Uint8Array.of(2));
+    again.close();
+  });
+
   it("refuses a file that is not a database with StorageFailure", async () => {
     const { writeFileSync } = await import("node:fs");
     const path = join(tempDir(), "junk.db");
@@ -106,9 +134,15 @@ describe("SQLite store, group commit", () => {
     key,
     value: Uint8Array.of(value),
   });
-  /** What another connection (another process, or the next run) finds committed. */
+  /**
+   * What the next run finds committed: the database and its WAL as they are on disk now, copied
+   * and opened elsewhere (as after a crash; the store itself holds the file's exclusive lock).
+   */
   const committed = (path: string, key: string): number | undefined => {
-    const db = new Database(path, { readonly: true });
+    const copy = join(tempDir(), "copy.db");
+    copyFileSync(path, copy);
+    if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${copy}-wal`);
+    const db = new Database(copy);
     try {
       const row = db
         .prepare<[string], { value: Buffer }>("SELECT value FROM kv WHERE key = ?")
