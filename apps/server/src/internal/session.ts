@@ -360,9 +360,7 @@ export class Session implements Caller {
         for (const m of batch) {
           if (m.seq <= this.lastPushed) continue;
           if (!this.isDelivering()) return;
-          await this.transport.send(encodeEnvelopePush(m.envelope, m.seq)).catch(() => undefined);
-          this.lastPushed = m.seq;
-          this.ctx.metrics.delivered.inc();
+          await this.pushEnvelope(m.seq, m.envelope);
         }
         if (!this.hasMail() && this.isDelivering()) await this.idle();
         continue;
@@ -389,9 +387,7 @@ export class Session implements Caller {
       }
       for (const m of page) {
         if (!this.isDelivering()) return;
-        await this.transport.send(encodeEnvelopePush(m.envelope, m.seq)).catch(() => undefined);
-        this.lastPushed = m.seq;
-        this.ctx.metrics.delivered.inc();
+        await this.pushEnvelope(m.seq, m.envelope);
       }
       if (page.length === PAGE) continue;
       // Everything queued before that read is pushed; mail committed since then (or during the
@@ -403,6 +399,13 @@ export class Session implements Caller {
       }
       if (!this.hasMail() && this.isDelivering()) await this.idle();
     }
+  }
+
+  /** Pushes one queued message (waiting for transport backpressure) and counts it delivered. */
+  private async pushEnvelope(seq: number, envelope: Uint8Array): Promise<void> {
+    await this.transport.send(encodeEnvelopePush(envelope, seq)).catch(() => undefined);
+    this.lastPushed = seq;
+    this.ctx.metrics.delivered.inc();
   }
 
   /** Waits for mail (or shutdown); in a cluster at most `pollMs`, then the queue is read anyway. */
