@@ -29,7 +29,7 @@ import {
   type NoiseKeyPair,
 } from "@pairwise/transport";
 import { websocketConnector } from "@pairwise/transport/websocket";
-import { ClientError } from "./errors.ts";
+import { ClientError, isTransient } from "./errors.ts";
 import { applyGroupNotice, groupCrypto } from "./groups.ts";
 import {
   GROUP_NOTICE_TYPE,
@@ -147,6 +147,8 @@ function addPending(tx: StateTransaction, job: PendingJob): string {
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** Passing failures a pending job survives (each at a start or reconnection) before it is given up. */
+const MAX_PENDING_ATTEMPTS = 8;
 /**
  * How long the device database may hold batches before committing them as one group. A burst of
  * received messages then costs one commit, not one per message; everything is committed before
@@ -689,13 +691,20 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
         await this.ack(e.seq);
         return;
       }
-      if (ClientError.is(err, "Disconnected") || ClientError.is(err, "Timeout")) return; // redelivered later
+      // The connection, the relay's storage or ours failed, not the message: it stays
+      // unacknowledged, and the relay delivers it again on the next connection.
+      if (isTransient(err)) return;
       this.emit("decrypt-failed", { from, code });
-      await this.ack(e.seq);
-      // Ask the sender for the message again over a fresh session (retry receipt).
+      // Ask the sender for the message again over a fresh session (retry receipt), and only then
+      // acknowledge it: a request that could not leave leaves the message to be delivered again.
       if ((e.type === 1 || e.type === 2) && e.messageId) {
-        await requestRetry(this, from, e.messageId).catch(() => undefined);
+        try {
+          await requestRetry(this, from, e.messageId);
+        } catch (retryErr) {
+          if (isTransient(retryErr)) return;
+        }
       }
+      await this.ack(e.seq);
     }
   }
 
@@ -877,11 +886,16 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
       .catch(() => undefined);
   }
 
-  /** Runs one pending job (download a file, import history) and removes it when done. */
+  /**
+   * Runs one pending job (download a file, import history, answer a retry, take a sender key)
+   * and removes it when done or when it cannot be done. A passing failure (see `isTransient`)
+   * keeps the job for the next start or reconnection and is rethrown, so the message it came
+   * with is not acknowledged; after MAX_PENDING_ATTEMPTS of those the job is given up.
+   */
   private async runPending(key: string): Promise<void> {
     const raw = this.store.get("app", key);
     if (!raw) return;
-    const job = JSON.parse(dec.decode(raw)) as PendingJob;
+    const job = JSON.parse(dec.decode(raw)) as PendingJob & { attempts?: number };
     try {
       if (job.kind === "retry") {
         await answerRetry(this, { accountId: job.account, deviceId: job.device }, job.messageId);
@@ -904,7 +918,12 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
         );
       }
     } catch (err) {
-      if (ClientError.is(err, "Disconnected") || ClientError.is(err, "Timeout")) throw err; // retried on the next start
+      const attempts = (job.attempts ?? 0) + 1;
+      if (isTransient(err) && attempts < MAX_PENDING_ATTEMPTS) {
+        const again = { ...job, attempts };
+        this.store.apply([{ table: "app", key, value: enc.encode(JSON.stringify(again)) }]);
+        throw err;
+      }
       this.emit("decrypt-failed", {
         from: { accountId: "", deviceId: 0 },
         code: CoreError.is(err) ? err.code : "PendingFailed",
@@ -920,7 +939,12 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
   private async resumePending(): Promise<void> {
     for (const [key, raw] of this.store.list("app", "pending|")) {
       const job = JSON.parse(dec.decode(raw)) as PendingJob;
-      await this.runPending(key);
+      try {
+        await this.runPending(key);
+      } catch (err) {
+        if (isTransient(err)) continue; // kept for the next start or reconnection
+        throw err;
+      }
       const shown =
         job.kind === "media" && job.messageId ? findMessage(this.store, job.messageId) : undefined;
       if (!shown) continue;

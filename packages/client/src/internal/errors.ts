@@ -1,3 +1,5 @@
+import { CoreError } from "@pairwise/core";
+
 /** Every way the client runtime can fail; messages never contain keys or message bodies. */
 export type ClientErrorCode =
   | "ServerRefused"
@@ -40,4 +42,27 @@ export class ClientError<C extends ClientErrorCode = ClientErrorCode> extends Er
   static is<C extends ClientErrorCode>(err: unknown, code?: C): err is ClientError<C> {
     return err instanceof ClientError && (code === undefined || err.code === code);
   }
+}
+
+/** Relay refusals that describe the relay's state, not the request: asking again later can work. */
+const PASSING_SERVER_CODES: ReadonlySet<string> = new Set([
+  "Unavailable",
+  "Internal",
+  "RateLimited",
+]);
+
+/**
+ * Whether `err` is a passing condition — the connection, the relay's or this device's storage,
+ * the local disk (a Node system error such as ENOSPC) — rather than something wrong with what
+ * was being handled. Work that fails with one is left to be done again (a message stays
+ * unacknowledged, a pending job stays recorded); it is never given up as if it could not be done.
+ */
+export function isTransient(err: unknown): boolean {
+  if (ClientError.is(err)) {
+    if (err.code === "ServerRefused") return PASSING_SERVER_CODES.has(err.serverCode ?? "");
+    return err.code === "Disconnected" || err.code === "Timeout" || err.code === "StorageFailure";
+  }
+  if (CoreError.is(err)) return err.code === "StorageFailure" || err.code === "DatabaseInUse";
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^E[A-Z0-9]+$/.test(code);
 }
