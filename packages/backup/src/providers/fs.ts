@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -11,6 +11,19 @@ import { checkObjectName, type BackupProvider, type StoredObject } from "../inte
 export interface FsProviderOptions {
   /** The directory backups are kept in (created if missing). */
   readonly dir: string;
+}
+
+/** fsyncs a directory (its entries: a rename into it); a no-op where the platform cannot. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EINVAL" && code !== "ENOTSUP" && code !== "EISDIR") throw err;
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -41,6 +54,8 @@ export function createFsProvider(options: FsProviderOptions): BackupProvider {
           }),
         );
         await rename(temp, path);
+        // The rename is durable once the directory is: a backup reported done survives a crash.
+        await syncDirectory(dirname(path));
       } catch (err) {
         // The temp file may not exist, or its directory may be unusable (ENOTDIR): the write's
         // own failure is what counts.

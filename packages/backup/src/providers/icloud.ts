@@ -152,7 +152,13 @@ export function createICloudProvider(options: ICloudProviderOptions): BackupProv
             size += chunk.length;
             if (size > maxAsset)
               throw new BackupError("InvalidArgument", "object exceeds the CloudKit asset limit");
-            await handle.write(chunk);
+            // A write may take fewer bytes than asked (a filling disk): write the rest, or fail.
+            for (let at = 0; at < chunk.length;) {
+              const { bytesWritten } = await handle.write(chunk, at, chunk.length - at);
+              if (bytesWritten <= 0)
+                throw new BackupError("ProviderFailure", "cannot spool an iCloud asset to disk");
+              at += bytesWritten;
+            }
           }
         } finally {
           await handle.close();
