@@ -147,6 +147,20 @@ describe("webhook plugin", () => {
     await c.device.close();
   });
 
+  it("leaves a message whose whole round failed (unreachable, 5xx) to a later round, which delivers it", async () => {
+    const c = await customer(server, "hook-later");
+    script.push(500, 502, 503); // every attempt of the first round (3)
+    const before = deliveries.length;
+    const hooked = () => c.inbox.filter((m) => m.text?.startsWith("got "));
+    const id = await c.device.sendText("hookco", "still there?");
+    await until(() => hooked().length >= 1, 30_000, "the reply after a later round");
+    expect(hooked().map((m) => m.text)).toEqual(["got still there?"]);
+    const mine = deliveries.slice(before);
+    expect(mine).toHaveLength(4); // three failures, then the later round's first attempt
+    for (const d of mine) expect(d.delivery).toBe(id);
+    await c.device.close();
+  });
+
   it("sends outbound messages through the authenticated endpoint", async () => {
     const c = await customer(server, "hook-target");
     const endpoint = `${host.url}/bots/hook/webhook/send`;

@@ -5,6 +5,7 @@ export {
   TELEGRAM_CAPABILITIES,
   TelegramBridge,
   createTelegramBridge,
+  isPassingTelegramFailure,
   telegramKind,
   type BridgedMessage,
   type DeviceTelegramBridge,

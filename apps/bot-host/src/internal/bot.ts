@@ -77,6 +77,10 @@ function isUnauthorized(err: unknown): boolean {
   return ClientError.is(err, "ServerRefused") && err.serverCode === "Unauthorized";
 }
 
+/** Backoff of a handling a plugin deferred with `RetryLater`: the first wait, and the longest. */
+const RETRY_LATER_FIRST_MS = 1000;
+const RETRY_LATER_MAX_MS = 5 * 60 * 1000;
+
 function isConnectivity(err: unknown): boolean {
   return (
     ClientError.is(err, "Disconnected") ||
@@ -262,6 +266,16 @@ export class Bot extends EventEmitter<{ change: [] }> {
       this.stopHooks.push(...pb.stopHooks);
       this.root.errorBoundary(
         (err, ctx) => {
+          // A passing failure (no connection, or a plugin's RetryLater) is not the plugin's
+          // fault: the handling runs again, unacknowledged meanwhile, instead of completing
+          // without what the plugin could not do.
+          const retryLater = BotHostError.is(err, "RetryLater");
+          if (retryLater || isConnectivity(err)) {
+            ctx.interrupted = true;
+            if (retryLater) ctx.deferred = true;
+            ctx.log.warn({ err: describeError(err) }, "plugin could not finish; will rerun");
+            return;
+          }
           this.counters.errors++;
           ctx.log.error({ err: describeError(err) }, "plugin middleware failed");
         },
@@ -517,7 +531,7 @@ export class Bot extends EventEmitter<{ change: [] }> {
     if (store.wasHandled(key)) return;
     const logId = logFields(update);
     const me = this.device?.identity;
-    for (;;) {
+    for (let deferrals = 0; ;) {
       const sessions = new Map<string, Record<string, unknown>>();
       const ctx = new Context({
         update,
@@ -561,6 +575,18 @@ export class Bot extends EventEmitter<{ change: [] }> {
       // A reply that failed for lack of a connection makes the whole handling run again once
       // connected (recorded effects are not repeated) instead of completing without it.
       if (ctx.interrupted) {
+        // A plugin's RetryLater: wait 1 s, doubling to 5 min, with jitter (or until stopped).
+        if (ctx.deferred) {
+          const ceiling = Math.min(RETRY_LATER_MAX_MS, RETRY_LATER_FIRST_MS * 2 ** deferrals++);
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            new Promise(
+              (r) => (timer = setTimeout(r, ceiling / 2 + (Math.random() * ceiling) / 2)),
+            ),
+            this.stopSignal,
+          ]);
+          clearTimeout(timer);
+        }
         while (this.state !== "connected" && !this.isStopping() && !this.isLoggedOut())
           await this.changed();
         // Stopping or logged out: left unacknowledged (and in the inbox) for a later run.

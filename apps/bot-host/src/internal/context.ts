@@ -60,6 +60,8 @@ export class Context {
   private readonly isRetryable: (err: unknown) => boolean;
   /** @internal Set when an effect failed in a way that makes the host retry the handling. */
   interrupted = false;
+  /** @internal Set with `interrupted` when the retry waits a backoff (`RetryLater`), not a connection. */
+  deferred = false;
 
   constructor(init: ContextInit) {
     this.update = init.update;

@@ -12,6 +12,12 @@ export type BotHostErrorCode =
   | "InvalidArgument"
   /** The bot is not linked and connected, so it cannot send. */
   | "NotConnected"
+  /**
+   * Thrown by a plugin that could not finish a handling for a passing reason (a service it
+   * forwards to is unreachable): the message is not acknowledged, and the host runs the handling
+   * again after a backoff (effects recorded through the context are not repeated).
+   */
+  | "RetryLater"
   /** No bot or plugin by that name. */
   | "NotFound";
 

@@ -2,6 +2,7 @@
 // a Telegram bot (grammY, from @pairwise/interop-adapters/telegram).
 import {
   TelegramBridge,
+  isPassingTelegramFailure,
   type TelegramBridgeCoreOptions,
 } from "@pairwise/interop-adapters/telegram";
 import { z } from "zod";
@@ -74,13 +75,20 @@ export function telegramBridge(options: TelegramBridgePluginOptions): Plugin {
           await next();
           return;
         }
-        await bridge.forward({
-          id: ctx.message.id,
-          chat: ctx.chat.id,
-          fromAccount: ctx.from.account,
-          ...(ctx.message.text !== undefined ? { text: ctx.message.text } : {}),
-          ...(ctx.message.file !== undefined ? { file: ctx.message.file } : {}),
-        });
+        try {
+          await bridge.forward({
+            id: ctx.message.id,
+            chat: ctx.chat.id,
+            fromAccount: ctx.from.account,
+            ...(ctx.message.text !== undefined ? { text: ctx.message.text } : {}),
+            ...(ctx.message.file !== undefined ? { file: ctx.message.file } : {}),
+          });
+        } catch (err) {
+          // Telegram unreachable: the message stays unacknowledged and is forwarded again later.
+          if (isPassingTelegramFailure(err))
+            throw new BotHostError("RetryLater", "Telegram could not be reached", { cause: err });
+          throw err;
+        }
       });
       bot.onStop(() => bridge.stop());
       await bridge.start();

@@ -17,7 +17,11 @@ const optionsSchema = z
     secret: z.string().min(16),
     /** Bearer token for the outbound endpoint (default: the secret). */
     token: z.string().min(16).optional(),
-    /** Attempts per delivery (default 5). */
+    /**
+     * Attempts per round (default 5). A round that fails for passing reasons (unreachable, 429,
+     * 5xx) leaves the message unacknowledged: the host runs it again after a backoff, with the
+     * same `X-Pairwise-Delivery` id. A 4xx refusal ends the delivery.
+     */
     attempts: z.number().int().min(1).max(20).default(5),
     /** First retry delay in ms, doubling (default 500). */
     backoffMs: z.number().int().min(1).max(60_000).default(500),
@@ -125,6 +129,7 @@ export function webhook(options: WebhookOptions): Plugin {
         const body = JSON.stringify(event);
         let reply: string | undefined;
         let delivered = false;
+        let refused = false;
         for (let attempt = 1; attempt <= o.attempts && !delivered; attempt++) {
           try {
             const res = await fetch(o.url, {
@@ -148,6 +153,7 @@ export function webhook(options: WebhookOptions): Plugin {
               }
             } else if (res.status !== 429 && res.status < 500) {
               ctx.log.warn({ status: res.status }, "webhook refused the delivery; not retrying");
+              refused = true;
               break;
             } else ctx.log.warn({ status: res.status, attempt }, "webhook delivery failed");
           } catch (err) {
@@ -158,7 +164,8 @@ export function webhook(options: WebhookOptions): Plugin {
           }
           if (!delivered && attempt < o.attempts) await sleep(o.backoffMs * 2 ** (attempt - 1));
         }
-        if (!delivered) ctx.log.error("webhook delivery gave up");
+        if (!delivered && !refused)
+          throw new BotHostError("RetryLater", "the webhook could not be reached");
         if (reply !== undefined) await ctx.reply(reply);
         await next();
       });

@@ -99,6 +99,15 @@ export function telegramKind(fileName: string): "photo" | "voice" | "video" | "d
 }
 
 /**
+ * Whether a `forward` failure is a passing one: Telegram could not be reached (a network error),
+ * as opposed to the Bot API refusing the message. A passing failure should leave the message to
+ * be forwarded again; a refusal will not change by trying again.
+ */
+export function isPassingTelegramFailure(err: unknown): boolean {
+  return InteropError.is(err, "BridgeFailed") && err.cause instanceof HttpError;
+}
+
+/**
  * A Telegram bridge built on grammY: runs as a companion device of a Pairwise account and maps
  * Pairwise chats to Telegram chats through a bot. Text, photos, voice notes, videos, files and
  * replies cross both ways; on start the Pairwise side of each chat is told the chat is not
@@ -351,7 +360,7 @@ export function createTelegramBridge(options: TelegramBridgeOptions): DeviceTele
     if (m.outgoing || !bridge.bridges(m.chat)) return Promise.resolve();
     const next = work.then(() =>
       bridge.forward(m).catch((err: unknown) => {
-        if (InteropError.is(err, "BridgeFailed") && err.cause instanceof HttpError) throw err;
+        if (isPassingTelegramFailure(err)) throw err;
       }),
     );
     work = next.catch(() => undefined);
