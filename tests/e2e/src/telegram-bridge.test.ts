@@ -4,7 +4,11 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BRIDGE_NOTICE, createTelegramBridge } from "@pairwise/interop-adapters/telegram";
+import {
+  BRIDGE_NOTICE,
+  TelegramBridge,
+  createTelegramBridge,
+} from "@pairwise/interop-adapters/telegram";
 import { InteropError } from "@pairwise/interop-adapters";
 import { describe, expect, it } from "vitest";
 import { startFakeTelegram } from "./fake-telegram.ts";
@@ -100,6 +104,40 @@ describe("Telegram bridge", () => {
     for (const d of [shop, bridgeDevice, bob]) await d.close();
     await tg.close();
   }, 120_000);
+
+  it("passes a Telegram message on once the Pairwise side can take it, instead of dropping it", async () => {
+    const tg = await startFakeTelegram([CHAT]);
+    const taken: string[] = [];
+    let refusals = 2;
+    // A Pairwise side that cannot send at first (its device is reconnecting, say).
+    const side = {
+      sendText: (_chat: string, text: string) => {
+        if (refusals > 0) {
+          refusals--;
+          return Promise.reject(new Error("not connected yet"));
+        }
+        taken.push(text);
+        return Promise.resolve(`id-${String(taken.length)}`);
+      },
+      sendFile: () => Promise.reject(new Error("no files here")),
+    };
+    const bridge = new TelegramBridge(side, {
+      token: tg.token,
+      apiRoot: tg.apiRoot,
+      chats: [{ pairwise: "side-chat", telegram: CHAT }],
+      pollTimeoutSeconds: 1,
+    });
+    const states: string[] = [];
+    bridge.onState((s) => states.push(s.state));
+    await bridge.start();
+    tg.post(CHAT, { text: "are you there?" });
+    await until(() => taken.length >= 2, 20_000);
+    expect(taken).toEqual([BRIDGE_NOTICE, "Tanya (Telegram): are you there?"]);
+    expect(states).toContain("backing-off");
+    expect(states.at(-1)).toBe("connected");
+    await bridge.stop();
+    await tg.close();
+  }, 60_000);
 
   it("refuses a bad token with a typed error", async () => {
     const tg = await startFakeTelegram([CHAT]);

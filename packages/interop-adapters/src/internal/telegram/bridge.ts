@@ -71,6 +71,11 @@ export interface TelegramBridgeOptions extends TelegramBridgeCoreOptions {
   device: PairwiseDevice;
 }
 
+/** Tries to pass one Telegram message on to the Pairwise side before giving it up. */
+const FROM_TELEGRAM_ATTEMPTS = 10;
+const FROM_TELEGRAM_FIRST_DELAY_MS = 500;
+const FROM_TELEGRAM_MAX_DELAY_MS = 60_000;
+
 /** The notice the Pairwise side gets when the bridge joins a chat. */
 export const BRIDGE_NOTICE =
   "⚠ This chat is now bridged to Telegram. Messages here are not end-to-end encrypted beyond this bridge: the bridge and Telegram can read them.";
@@ -119,6 +124,9 @@ export class TelegramBridge implements InteropAdapter {
   readonly capabilities = TELEGRAM_CAPABILITIES;
   private readonly bot: Bot;
   private current: ConnectionState = "stopped";
+  private stopping = false;
+  /** Backoffs waiting in `untilPassedOn`, ended early by `stop`. */
+  private readonly wakeOnStop = new Set<() => void>();
   private readonly states = new Listeners<StateChange>();
   private readonly checkpoints = new Listeners<DeliveryCheckpoint>();
   private readonly byPairwise = new Map<string, number>();
@@ -151,7 +159,10 @@ export class TelegramBridge implements InteropAdapter {
         maxDelaySeconds: options.maxRetryDelaySeconds ?? 60,
       }),
     );
-    this.bot.on("message", (ctx) => this.fromTelegram(ctx));
+    // Polling moves past an update once its handler settles, and Telegram does not send it
+    // again: a message the Pairwise side could not take yet is tried again (with a backoff that
+    // also holds back the updates behind it) before it is given up.
+    this.bot.on("message", (ctx) => this.untilPassedOn(() => this.fromTelegram(ctx)));
     this.bot.catch(() => {
       this.setState("backing-off", "update failed");
     });
@@ -159,6 +170,33 @@ export class TelegramBridge implements InteropAdapter {
 
   get state(): ConnectionState {
     return this.current;
+  }
+
+  /** Runs `work` until it succeeds, up to FROM_TELEGRAM_ATTEMPTS times, 0.5 s doubling apart. */
+  private async untilPassedOn(work: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await work();
+        if (this.current === "backing-off") this.setState("connected");
+        return;
+      } catch (err) {
+        if (attempt >= FROM_TELEGRAM_ATTEMPTS || this.stopping) throw err;
+        this.setState("backing-off", "the Pairwise side did not take a message");
+        const ms = Math.min(
+          FROM_TELEGRAM_MAX_DELAY_MS,
+          FROM_TELEGRAM_FIRST_DELAY_MS * 2 ** (attempt - 1),
+        );
+        await new Promise<void>((resolve) => {
+          const wake = () => {
+            clearTimeout(timer);
+            this.wakeOnStop.delete(wake);
+            resolve();
+          };
+          const timer = setTimeout(wake, ms);
+          this.wakeOnStop.add(wake);
+        });
+      }
+    }
   }
 
   private setState(state: ConnectionState, reason?: string): void {
@@ -205,6 +243,7 @@ export class TelegramBridge implements InteropAdapter {
    * the Bot API refuses the token.
    */
   async start(): Promise<void> {
+    this.stopping = false;
     this.setState("connecting");
     mkdirSync(this.filesDir, { recursive: true });
     try {
@@ -223,8 +262,11 @@ export class TelegramBridge implements InteropAdapter {
     this.polling.catch(() => this.setState("backing-off", "polling failed"));
   }
 
-  /** Stops polling. */
+  /** Stops polling (a message waiting to be tried again is given up: stopping ends its waits). */
   async stop(): Promise<void> {
+    this.stopping = true;
+    for (const wake of this.wakeOnStop) wake();
+    this.wakeOnStop.clear();
     if (this.bot.isRunning()) await this.bot.stop();
     await this.polling?.catch(() => undefined);
     this.setState("stopped");
