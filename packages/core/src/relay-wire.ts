@@ -363,6 +363,26 @@ class Reader {
   }
 }
 
+/**
+ * Runs a decoder; its NOT_HOT means "not a layout of ours": undefined, for protobuf-es to decode.
+ */
+function orUndefined<T>(decode: () => T): T | undefined {
+  try {
+    return decode();
+  } catch (err) {
+    if (err === NOT_HOT) return undefined;
+    throw err;
+  }
+}
+
+/** The optional leading id (field 1, a varint; 0 when absent) and the key after it. */
+function idThenKey(r: Reader): { id: number; key: number } {
+  const key = r.key();
+  if (key !== 0x08) return { id: 0, key };
+  const id = r.varint();
+  return { id, key: r.key() };
+}
+
 /** Each field once at most: `seen` is a bit set of field numbers below 32. */
 function once(seen: number, field: number): number {
   const bit = 1 << field;
@@ -435,26 +455,18 @@ function decodeAck(r: Reader): ClientFrame["request"] {
  * or a layout the encoders above do not write): decode that with protobuf-es.
  */
 export function decodeHotClientFrame(bytes: Uint8Array): ClientFrame | undefined {
-  try {
+  return orUndefined(() => {
     const r = new Reader(bytes, 0, bytes.length);
-    let id = 0;
-    let key = r.key();
-    if (key === 0x08) {
-      id = r.varint();
-      key = r.key();
-    }
+    const { id, key } = idThenKey(r);
     // Then exactly one request: submit_message (20: key 0xa2) or ack (21: key 0xaa).
     const inner = r.nested();
-    if (r.more()) return undefined;
+    if (r.more()) throw NOT_HOT;
     let request: ClientFrame["request"];
     if (key === 0xa2) request = decodeSubmit(inner);
     else if (key === 0xaa) request = decodeAck(inner);
-    else return undefined;
+    else throw NOT_HOT;
     return { $typeName: ClientFrameSchema.typeName, id: BigInt(id), request };
-  } catch (err) {
-    if (err === NOT_HOT) return undefined;
-    throw err;
-  }
+  });
 }
 
 function decodeEnvelope(r: Reader): ServerFrame["kind"] {
@@ -490,12 +502,7 @@ function decodeEnvelope(r: Reader): ServerFrame["kind"] {
 }
 
 function decodeSubmitResponse(r: Reader): ServerFrame["kind"] {
-  let id = 0;
-  let key = r.key();
-  if (key === 0x08) {
-    id = r.varint();
-    key = r.key();
-  }
+  const { id, key } = idThenKey(r);
   if (key !== 0x82) throw NOT_HOT; // then the submit result (field 16, key 130), nothing else
   const inner = r.nested();
   if (r.more()) throw NOT_HOT;
@@ -528,26 +535,23 @@ function decodeSubmitResponse(r: Reader): ServerFrame["kind"] {
  * protobuf-es.
  */
 export function decodeHotServerFrame(bytes: Uint8Array): ServerFrame | undefined {
-  try {
+  return orUndefined(() => {
     const r = new Reader(bytes, 0, bytes.length);
     const key = r.key();
     const inner = r.nested();
-    if (r.more()) return undefined;
+    if (r.more()) throw NOT_HOT;
     let kind: ServerFrame["kind"];
     if (key === 0x12) {
       // Push: exactly one envelope (field 1).
-      if (inner.key() !== 0x0a) return undefined;
+      if (inner.key() !== 0x0a) throw NOT_HOT;
       const envelope = inner.nested();
-      if (inner.more()) return undefined;
+      if (inner.more()) throw NOT_HOT;
       kind = decodeEnvelope(envelope);
     } else if (key === 0x0a) {
       kind = decodeSubmitResponse(inner);
     } else {
-      return undefined;
+      throw NOT_HOT;
     }
     return { $typeName: ServerFrameSchema.typeName, kind };
-  } catch (err) {
-    if (err === NOT_HOT) return undefined;
-    throw err;
-  }
+  });
 }

@@ -8,13 +8,13 @@ import type { ProvisioningChannels, ProvisioningWaiter } from "./provisioning.ts
 import type { RateLimiter } from "./rate-limit.ts";
 import type { DeviceRecord, ServerStore } from "./store/server-store.ts";
 
-/** What a request handler may use: shared by every connection of one server. */
 /** A message just committed to a device's queue. */
 export interface QueuedMail {
   seq: number;
   envelope: Uint8Array;
 }
 
+/** What a request handler may use: shared by every connection of one server. */
 export interface RelayContext {
   store: ServerStore;
   config: ServerConfig;

@@ -121,7 +121,10 @@ const noticeInboxKey = (seq: bigint, n: GroupNotice) =>
   `${NOTICE_INBOX}${seq.toString().padStart(20, "0")}|${n.groupId}|${String(n.revision)}`;
 const inboxKey = (seq: bigint, id: string) => `${INBOX}${seq.toString().padStart(20, "0")}|${id}`;
 
-type PendingJob =
+type PendingJob = {
+  /** Passing failures so far (see `runPending`); absent until the first. */
+  attempts?: number;
+} & (
   | {
       kind: "media";
       blobId: string;
@@ -135,14 +138,18 @@ type PendingJob =
     }
   | { kind: "history"; notification: string }
   | { kind: "sender-key"; account: string; device: number; message: string }
-  | { kind: "retry"; account: string; device: number; messageId: string };
+  | { kind: "retry"; account: string; device: number; messageId: string }
+);
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
 const unb64 = (s: string) => new Uint8Array(Buffer.from(s, "base64"));
 
+/** A pending job as stored (JSON). */
+const jobBytes = (job: PendingJob) => new TextEncoder().encode(JSON.stringify(job));
+
 function addPending(tx: StateTransaction, job: PendingJob): string {
   const key = `pending|${randomUUID()}`;
-  tx.put({ table: "app", key, value: new TextEncoder().encode(JSON.stringify(job)) });
+  tx.put({ table: "app", key, value: jobBytes(job) });
   return key;
 }
 
@@ -895,7 +902,7 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
   private async runPending(key: string): Promise<void> {
     const raw = this.store.get("app", key);
     if (!raw) return;
-    const job = JSON.parse(dec.decode(raw)) as PendingJob & { attempts?: number };
+    const job = JSON.parse(dec.decode(raw)) as PendingJob;
     try {
       if (job.kind === "retry") {
         await answerRetry(this, { accountId: job.account, deviceId: job.device }, job.messageId);
@@ -920,8 +927,7 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
     } catch (err) {
       const attempts = (job.attempts ?? 0) + 1;
       if (isTransient(err) && attempts < MAX_PENDING_ATTEMPTS) {
-        const again = { ...job, attempts };
-        this.store.apply([{ table: "app", key, value: enc.encode(JSON.stringify(again)) }]);
+        this.store.apply([{ table: "app", key, value: jobBytes({ ...job, attempts }) }]);
         throw err;
       }
       this.emit("decrypt-failed", {

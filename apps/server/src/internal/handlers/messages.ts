@@ -189,13 +189,14 @@ export async function submitMessage(
     );
     if (devices.length === 0 && accountId !== me.accountId)
       throw new ServerError("NotFound", "no such account");
-    // The common case, every device named with its current registration, costs no allocation.
-    let matches = req.targeted || devices.length === copies.size;
+    // The common case, every device named with its current registration, costs no allocation
+    // (a targeted send is checked below: it may name fewer devices, but no unknown ones).
+    let matches = !req.targeted && devices.length === copies.size;
     for (const d of devices) {
       const c = copies.get(d.deviceId);
-      if (c ? c.registrationId !== d.registrationId : !req.targeted) matches = false;
+      if (!c || c.registrationId !== d.registrationId) matches = false;
     }
-    if (matches && !req.targeted) continue;
+    if (matches) continue;
     const have = new Map(devices.map((d) => [d.deviceId, d]));
     const missing = req.targeted
       ? []

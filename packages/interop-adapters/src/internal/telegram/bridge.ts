@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { extname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { autoRetry } from "@grammyjs/auto-retry";
 import type { PairwiseDevice, StoredMessage } from "@pairwise/client";
 import { Bot, HttpError, InputFile, type Context } from "grammy";
@@ -124,9 +125,8 @@ export class TelegramBridge implements InteropAdapter {
   readonly capabilities = TELEGRAM_CAPABILITIES;
   private readonly bot: Bot;
   private current: ConnectionState = "stopped";
-  private stopping = false;
-  /** Backoffs waiting in `untilPassedOn`, ended early by `stop`. */
-  private readonly wakeOnStop = new Set<() => void>();
+  /** Aborted by `stop`: ends the backoffs waiting in `untilPassedOn`. */
+  private stopping = new AbortController();
   private readonly states = new Listeners<StateChange>();
   private readonly checkpoints = new Listeners<DeliveryCheckpoint>();
   private readonly byPairwise = new Map<string, number>();
@@ -180,21 +180,14 @@ export class TelegramBridge implements InteropAdapter {
         if (this.current === "backing-off") this.setState("connected");
         return;
       } catch (err) {
-        if (attempt >= FROM_TELEGRAM_ATTEMPTS || this.stopping) throw err;
+        if (attempt >= FROM_TELEGRAM_ATTEMPTS || this.stopping.signal.aborted) throw err;
         this.setState("backing-off", "the Pairwise side did not take a message");
         const ms = Math.min(
           FROM_TELEGRAM_MAX_DELAY_MS,
           FROM_TELEGRAM_FIRST_DELAY_MS * 2 ** (attempt - 1),
         );
-        await new Promise<void>((resolve) => {
-          const wake = () => {
-            clearTimeout(timer);
-            this.wakeOnStop.delete(wake);
-            resolve();
-          };
-          const timer = setTimeout(wake, ms);
-          this.wakeOnStop.add(wake);
-        });
+        // Stopping cuts the wait short, and the attempt after it is the last.
+        await sleep(ms, undefined, { signal: this.stopping.signal }).catch(() => undefined);
       }
     }
   }
@@ -243,7 +236,7 @@ export class TelegramBridge implements InteropAdapter {
    * the Bot API refuses the token.
    */
   async start(): Promise<void> {
-    this.stopping = false;
+    this.stopping = new AbortController();
     this.setState("connecting");
     mkdirSync(this.filesDir, { recursive: true });
     try {
@@ -264,9 +257,7 @@ export class TelegramBridge implements InteropAdapter {
 
   /** Stops polling (a message waiting to be tried again is given up: stopping ends its waits). */
   async stop(): Promise<void> {
-    this.stopping = true;
-    for (const wake of this.wakeOnStop) wake();
-    this.wakeOnStop.clear();
+    this.stopping.abort();
     if (this.bot.isRunning()) await this.bot.stop();
     await this.polling?.catch(() => undefined);
     this.setState("stopped");
