@@ -1,8 +1,11 @@
 // npm run bench -- backup
 // 1 GiB of generated history backed up to `fs` and restored (in a plain `node` child process, so
-// its peak RSS is the backup's own; peak RSS is read before a diagnostic run into a provider that
-// discards the ciphertext, which shows what the pipeline does without the disk), beside two floors measured in the same run on the same
+// its peak RSS is the backup's own), beside two floors measured in the same run on the same
 // machine: `openssl speed -evp aes-256-gcm` on one core, and `age` encrypting the same bytes.
+// Two diagnostics follow, after peak RSS is read: the backup into a provider that discards the
+// ciphertext (the pipeline without the disk), and the disk's floor (the same number of bytes
+// through the fs provider with no framing or crypto), which bounds what any backup to `fs` can do
+// on this machine.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -34,9 +37,10 @@ export function* history(total) {
 }`;
 
 const WORKER = `
+import { createCipheriv } from "node:crypto";
 import { createBackup, createKeyring, recoveryKeyOf, restoreBackup } from "@pairwise/backup";
 import { createFsProvider } from "@pairwise/backup/fs";
-${GENERATOR}
+${GENERATOR.replace('import { createCipheriv } from "node:crypto";', "")}
 const provider = createFsProvider({ dir: process.argv[1] });
 const keyring = createKeyring();
 let t = performance.now();
@@ -58,8 +62,27 @@ const discard = { name: "discard", maxObjectBytes: Number.MAX_SAFE_INTEGER,
 t = performance.now();
 await createBackup({ provider: discard, keyring, records: history(${String(TOTAL)}), sequence: 2 });
 const discardMs = performance.now() - t;
+// The disk's own floor: as many bytes as the backup stored, written through the same provider
+// (temporary file, fsync, rename, directory fsync) in parts of the same size, two in flight, with
+// no framing or encryption (a diagnostic). It runs last, after the backup's files are deleted, so
+// it gets the page cache the backup left and never the other way round.
+const { rm } = await import("node:fs/promises");
+await rm(process.argv[1], { recursive: true, force: true });
+const block = createCipheriv("aes-256-ctr", Buffer.alloc(32, 1), Buffer.alloc(16)).update(Buffer.alloc(1 << 20));
+const PART = 64 * 1024 * 1024;
+const floorProvider = createFsProvider({ dir: process.argv[1] + "-disk" });
+function* bytes(n) { for (let left = n; left > 0; left -= block.length) yield block.subarray(0, Math.min(left, block.length)); }
+t = performance.now();
+const puts = new Set();
+for (let at = 0, i = 0; at < manifest.ciphertextBytes; at += PART, i++) {
+  const put = floorProvider.put("disk/part-" + i, bytes(Math.min(PART, manifest.ciphertextBytes - at)));
+  puts.add(put); put.then(() => puts.delete(put));
+  if (puts.size >= 2) await Promise.race(puts);
+}
+await Promise.all(puts);
+const diskMs = performance.now() - t;
 console.log(JSON.stringify({ plaintextBytes: manifest.plaintextBytes, ciphertextBytes: manifest.ciphertextBytes,
-  records, backupMs, restoreMs, discardMs, maxRssKb }));
+  records, backupMs, restoreMs, discardMs, diskMs, maxRssKb }));
 `;
 
 function worker(): Promise<{
@@ -69,6 +92,7 @@ function worker(): Promise<{
   backupMs: number;
   restoreMs: number;
   discardMs: number;
+  diskMs: number;
   maxRssKb: number;
 }> {
   return new Promise((resolve, reject) => {
@@ -139,6 +163,9 @@ try {
     round(w.plaintextBytes / 1e6 / (w.discardMs / 1000)),
     "MB/s",
   );
+  const diskMbs = w.ciphertextBytes / 1e6 / (w.diskMs / 1000);
+  line("disk floor: same bytes, fs provider, no crypto", round(diskMbs), "MB/s");
+  line("backup / disk floor", round(backupMbs / diskMbs));
   line("peak RSS of the backup process", round(w.maxRssKb / 1024), "MB");
   const openssl = opensslMbPerSecond();
   line("openssl speed aes-256-gcm (1 core)", round(openssl), "MB/s");
