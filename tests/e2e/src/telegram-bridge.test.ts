@@ -139,6 +139,49 @@ describe("Telegram bridge", () => {
     await tg.close();
   }, 60_000);
 
+  it("keeps a message it could not pass on when stopped, and passes it on after a restart, once", async () => {
+    const tg = await startFakeTelegram([CHAT]);
+    const taken: string[] = [];
+    let open = true;
+    const side = {
+      sendText: (_chat: string, text: string) => {
+        if (!open) return Promise.reject(new Error("not connected yet"));
+        taken.push(text);
+        return Promise.resolve(`id-${String(taken.length)}`);
+      },
+      sendFile: () => Promise.reject(new Error("no files here")),
+    };
+    const options = {
+      token: tg.token,
+      apiRoot: tg.apiRoot,
+      chats: [{ pairwise: "side-chat", telegram: CHAT }],
+      pollTimeoutSeconds: 1,
+    };
+    const first = new TelegramBridge(side, options);
+    const states: string[] = [];
+    first.onState((s) => states.push(s.state));
+    await first.start();
+    tg.post(CHAT, { text: "one" });
+    await until(() => taken.includes("Tanya (Telegram): one"), 20_000);
+    open = false;
+    tg.post(CHAT, { text: "two" });
+    await until(() => states.includes("backing-off"), 20_000);
+    // Stopped while "two" waits for its next try: it must not be confirmed to Telegram.
+    await first.stop();
+    expect(taken).not.toContain("Tanya (Telegram): two");
+    open = true;
+    const second = new TelegramBridge(side, options);
+    await second.start();
+    await until(() => taken.includes("Tanya (Telegram): two"), 20_000);
+    await second.stop();
+    // "one" was confirmed when the first bridge stopped: it did not come back.
+    expect(taken.filter((t) => t.startsWith("Tanya"))).toEqual([
+      "Tanya (Telegram): one",
+      "Tanya (Telegram): two",
+    ]);
+    await tg.close();
+  }, 60_000);
+
   it("refuses a bad token with a typed error", async () => {
     const tg = await startFakeTelegram([CHAT]);
     const shop = await account(relay(), "shop2");

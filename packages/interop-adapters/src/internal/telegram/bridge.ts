@@ -4,8 +4,8 @@ import { extname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { autoRetry } from "@grammyjs/auto-retry";
 import type { PairwiseDevice, StoredMessage } from "@pairwise/client";
-import { Bot, HttpError, InputFile, type Context } from "grammy";
-import type { Message } from "grammy/types";
+import { Bot, GrammyError, HttpError, InputFile, type Context } from "grammy";
+import type { Message, Update } from "grammy/types";
 import {
   Listeners,
   defineCapabilities,
@@ -74,8 +74,13 @@ export interface TelegramBridgeOptions extends TelegramBridgeCoreOptions {
 
 /** Tries to pass one Telegram message on to the Pairwise side before giving it up. */
 const FROM_TELEGRAM_ATTEMPTS = 10;
-const FROM_TELEGRAM_FIRST_DELAY_MS = 500;
-const FROM_TELEGRAM_MAX_DELAY_MS = 60_000;
+const FIRST_DELAY_MS = 500;
+const MAX_DELAY_MS = 60_000;
+
+/** The wait before try `attempt + 1` (0.5 s doubling, at most a minute). */
+function delayAfter(attempt: number): number {
+  return Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** (attempt - 1));
+}
 
 /** The notice the Pairwise side gets when the bridge joins a chat. */
 export const BRIDGE_NOTICE =
@@ -135,6 +140,11 @@ export class TelegramBridge implements InteropAdapter {
   private readonly ids = new Map<string, string>();
   private readonly announced = new Set<string>();
   private polling: Promise<void> | undefined;
+  /**
+   * The next update to ask Telegram for: every update below it was handled (passed on, or given
+   * up), and asking with it confirms them, so Telegram does not send them again.
+   */
+  private offset = 0;
   private readonly filesDir: string;
 
   constructor(
@@ -159,13 +169,10 @@ export class TelegramBridge implements InteropAdapter {
         maxDelaySeconds: options.maxRetryDelaySeconds ?? 60,
       }),
     );
-    // Polling moves past an update once its handler settles, and Telegram does not send it
-    // again: a message the Pairwise side could not take yet is tried again (with a backoff that
-    // also holds back the updates behind it) before it is given up.
+    // Polling (see `poll`) moves past an update once its handler settles, and Telegram does not
+    // send it again: a message the Pairwise side could not take yet is tried again (with a
+    // backoff that also holds back the updates behind it) before it is given up.
     this.bot.on("message", (ctx) => this.untilPassedOn(() => this.fromTelegram(ctx)));
-    this.bot.catch(() => {
-      this.setState("backing-off", "update failed");
-    });
   }
 
   get state(): ConnectionState {
@@ -182,12 +189,10 @@ export class TelegramBridge implements InteropAdapter {
       } catch (err) {
         if (attempt >= FROM_TELEGRAM_ATTEMPTS || this.stopping.signal.aborted) throw err;
         this.setState("backing-off", "the Pairwise side did not take a message");
-        const ms = Math.min(
-          FROM_TELEGRAM_MAX_DELAY_MS,
-          FROM_TELEGRAM_FIRST_DELAY_MS * 2 ** (attempt - 1),
-        );
         // Stopping cuts the wait short, and the attempt after it is the last.
-        await sleep(ms, undefined, { signal: this.stopping.signal }).catch(() => undefined);
+        await sleep(delayAfter(attempt), undefined, { signal: this.stopping.signal }).catch(
+          () => undefined,
+        );
       }
     }
   }
@@ -247,19 +252,79 @@ export class TelegramBridge implements InteropAdapter {
         cause,
       });
     }
-    this.polling = this.bot.start({
-      timeout: this.options.pollTimeoutSeconds ?? 30,
-      allowed_updates: ["message"],
-      onStart: () => this.setState("connected"),
-    });
-    this.polling.catch(() => this.setState("backing-off", "polling failed"));
+    this.polling = this.poll(this.stopping.signal);
   }
 
-  /** Stops polling (a message waiting to be tried again is given up: stopping ends its waits). */
+  /**
+   * Long polling, in place of grammY's `bot.start`, so that only handled updates are confirmed:
+   * grammY's `stop` confirms the update being handled, and a message still waiting to be passed
+   * on would then never come back. Updates are handled one at a time, in order.
+   */
+  private async poll(signal: AbortSignal): Promise<void> {
+    const timeout = this.options.pollTimeoutSeconds ?? 30;
+    // grammY types its signals with the `abort-controller` shim's AbortSignal (the same thing).
+    const cancel = signal as unknown as Parameters<Bot["api"]["getUpdates"]>[1];
+    // A function: `stop` aborts while this awaits, which narrowing on `signal.aborted` ignores.
+    const stopped = () => signal.aborted;
+    let failures = 0;
+    let ready = false;
+    while (!stopped()) {
+      let updates: Update[];
+      try {
+        if (!ready) {
+          // Updates cannot be fetched while a webhook is set (grammY's start does the same).
+          await this.bot.api.deleteWebhook({}, cancel);
+          ready = true;
+          this.setState("connected");
+        }
+        updates = await this.bot.api.getUpdates(
+          { offset: this.offset, timeout, allowed_updates: ["message"] },
+          cancel,
+        );
+      } catch (err) {
+        if (stopped()) break;
+        // A revoked token, or another poller on the same bot: trying again will not help.
+        if (err instanceof GrammyError && (err.error_code === 401 || err.error_code === 409)) {
+          this.setState("refused", err.error_code === 401 ? "token refused" : "another poller");
+          return;
+        }
+        this.setState("backing-off", "polling failed");
+        await sleep(delayAfter(++failures), undefined, { signal }).catch(() => undefined);
+        continue;
+      }
+      if (failures > 0) {
+        failures = 0;
+        this.setState("connected");
+      }
+      for (const update of updates) {
+        try {
+          await this.bot.handleUpdate(update);
+        } catch {
+          // Stopped while its message waited to be passed on: it stays unconfirmed, and Telegram
+          // sends it again once the bridge starts again.
+          if (stopped()) return;
+          this.setState("backing-off", "update failed");
+        }
+        this.offset = update.update_id + 1;
+        if (stopped()) return;
+      }
+    }
+  }
+
+  /**
+   * Stops polling and confirms the updates handled so far. A message still waiting to be tried
+   * again is not confirmed: it comes back from Telegram when the bridge starts again.
+   */
   async stop(): Promise<void> {
     this.stopping.abort();
-    if (this.bot.isRunning()) await this.bot.stop();
     await this.polling?.catch(() => undefined);
+    this.polling = undefined;
+    if (this.offset > 0 && this.current !== "stopped") {
+      // Best effort: unconfirmed updates are sent again after a restart (at least once).
+      await this.bot.api
+        .getUpdates({ offset: this.offset, limit: 1, timeout: 0 })
+        .catch(() => undefined);
+    }
     this.setState("stopped");
   }
 
