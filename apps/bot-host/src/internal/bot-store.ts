@@ -71,7 +71,10 @@ export class BotStore {
     let db: Database.Database | undefined;
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      db = new Database(join(dir, "bot.db"));
+      // Another process holds an exclusive lock for as long as it runs: waiting better-sqlite3's
+      // default 5 s (synchronously, the whole host stalled) would not get it. A short wait covers
+      // a process that is just exiting.
+      db = new Database(join(dir, "bot.db"), { timeout: 100 });
       return new BotStore(db);
     } catch (cause) {
       if (db?.open) db.close();

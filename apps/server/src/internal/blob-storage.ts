@@ -38,7 +38,7 @@ export const isBlobId = (id: string) => /^[A-Za-z0-9_-]{22}$/.test(id);
 /**
  * Encrypted blobs (media, history bundles) on local disk: uploads arrive in chunks into a
  * temporary file, are checked against the declared size and SHA-256, fsynced, then renamed into
- * place under a random id. The server cannot read them: they are ciphertext.
+ * place under a random id (and the directory fsynced). The server cannot read them: they are ciphertext.
  */
 export class DiskBlobStorage implements BlobStorage {
   private readonly uploads = new Map<
@@ -110,6 +110,13 @@ export class DiskBlobStorage implements BlobStorage {
     const { path, size } = await this.complete(owner, uploadId, sha256);
     const blobId = randomBytes(16).toString("base64url");
     await rename(path, join(this.dir, blobId));
+    // The rename survives a power loss once the directory's entries are on disk too.
+    const dir = await open(this.dir, "r");
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
     return { blobId, size };
   }
 

@@ -68,7 +68,10 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
   let db: Database.Database;
   let opening: Database.Database | undefined;
   try {
-    db = opening = new Database(options.path);
+    // The exclusive lock below is held as long as its process runs, so waiting better-sqlite3's
+    // default 5 s for it (synchronously: the event loop stalls) would not get it; a short wait
+    // covers a process that is just exiting.
+    db = opening = new Database(options.path, { timeout: 100 });
     // One process owns a device's database (the read cache below relies on it): the exclusive
     // lock, taken before anything reads the file, makes that a rule — another process opening
     // the same home gets "DatabaseInUse" instead of a shared file — and keeps WAL's index in
@@ -84,7 +87,6 @@ export function openSqliteStore(options: SqliteStoreOptions): KeyValueStore {
     if (options.lowMemory) db.pragma("cache_size = -256");
     db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
     db.pragma("foreign_keys = ON");
-    db.pragma("busy_timeout = 5000");
     const version = db.pragma("user_version", { simple: true }) as number;
     if (version > SCHEMA_VERSION) {
       db.close();
