@@ -512,5 +512,17 @@ describe("relay server over Noise/WebSocket", () => {
       expect(metrics).toContain(name);
     }
     expect(metrics).toMatch(/pairwise_errors_total\{code="InvalidRequest"\} \d+/);
+    // The per-message counters are added up at scrape time: counted once, not again by the next scrape.
+    const count = (text: string, series: string) =>
+      Number(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} (\\d+)$`, "m").exec(text)?.[1]);
+    const series = [
+      "pairwise_messages_submitted_total",
+      "pairwise_messages_delivered_total",
+      "pairwise_messages_acknowledged_total",
+      'pairwise_requests_total{type="submitMessage"}',
+    ];
+    for (const s of series) expect(count(metrics, s)).toBeGreaterThan(0);
+    const again = await (await fetch(`${base}/metrics`)).text();
+    for (const s of series) expect(count(again, s)).toBe(count(metrics, s));
   });
 });

@@ -1,22 +1,80 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 
+/**
+ * A counter bumped once or more per message: a plain number, added to its Prometheus counter at
+ * scrape time. prom-client's own `inc` hashes the labels and rebuilds the entry on every call
+ * (about 3% of the relay's time per message under load).
+ */
+export interface HotCounter {
+  inc(by?: number): void;
+}
+
 /** The server's Prometheus metrics, on a registry of their own (no global state). */
 export interface ServerMetrics {
   registry: Registry;
   connections: Gauge;
   queueDepth: Gauge;
-  submitted: Counter;
-  delivered: Counter;
-  queueReads: Counter;
-  acknowledged: Counter;
+  submitted: HotCounter;
+  delivered: HotCounter;
+  queueReads: HotCounter;
+  acknowledged: HotCounter;
   errors: Counter<"code">;
-  requests: Counter<"type">;
+  /** Requests by type: resolve a type's counter once with `labels`, then bump it. */
+  requests: { labels(labels: { type: string }): HotCounter };
   /** Reports the PostgreSQL pool's figures at scrape time. */
   watchPool(
     read: () => { total: number; idle: number; waiting: number; max: number } | undefined,
   ): void;
   /** Reports the bus round trip at scrape time. */
   watchBus(read: () => Promise<number>): void;
+}
+
+/** A {@link HotCounter} behind a Prometheus counter named `name`. */
+function hotCounter(registry: Registry, name: string, help: string): HotCounter {
+  let pending = 0;
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.inc(pending);
+      pending = 0;
+    },
+  });
+  return {
+    inc(by = 1) {
+      pending += by;
+    },
+  };
+}
+
+/** {@link HotCounter}s behind one Prometheus counter with a `type` label. */
+function hotCountersByType(registry: Registry, name: string, help: string) {
+  const byType = new Map<string, { pending: number }>();
+  new Counter({
+    name,
+    help,
+    labelNames: ["type"],
+    registers: [registry],
+    collect() {
+      for (const [type, c] of byType) {
+        this.inc({ type }, c.pending);
+        c.pending = 0;
+      }
+    },
+  });
+  return {
+    labels({ type }: { type: string }): HotCounter {
+      let c = byType.get(type);
+      if (!c) byType.set(type, (c = { pending: 0 }));
+      const counter = c;
+      return {
+        inc(by = 1) {
+          counter.pending += by;
+        },
+      };
+    },
+  };
 }
 
 /** Creates the metrics; `queueDepth` is read from the store at scrape time. */
@@ -71,37 +129,32 @@ export function createServerMetrics(readQueueDepth: () => Promise<number>): Serv
         this.set(await readQueueDepth());
       },
     }),
-    submitted: new Counter({
-      name: "pairwise_messages_submitted_total",
-      help: "Per-device copies accepted",
-      registers: [registry],
-    }),
-    delivered: new Counter({
-      name: "pairwise_messages_delivered_total",
-      help: "Per-device copies pushed to devices",
-      registers: [registry],
-    }),
-    queueReads: new Counter({
-      name: "pairwise_queue_reads_total",
-      help: "Reads of a device's queue by its delivery loop (mail committed while the device is caught up is pushed without one)",
-      registers: [registry],
-    }),
-    acknowledged: new Counter({
-      name: "pairwise_messages_acknowledged_total",
-      help: "Per-device copies acknowledged and deleted",
-      registers: [registry],
-    }),
+    submitted: hotCounter(
+      registry,
+      "pairwise_messages_submitted_total",
+      "Per-device copies accepted",
+    ),
+    delivered: hotCounter(
+      registry,
+      "pairwise_messages_delivered_total",
+      "Per-device copies pushed to devices",
+    ),
+    queueReads: hotCounter(
+      registry,
+      "pairwise_queue_reads_total",
+      "Reads of a device's queue by its delivery loop (mail committed while the device is caught up is pushed without one)",
+    ),
+    acknowledged: hotCounter(
+      registry,
+      "pairwise_messages_acknowledged_total",
+      "Per-device copies acknowledged and deleted",
+    ),
     errors: new Counter({
       name: "pairwise_errors_total",
       help: "Refused requests by error code",
       labelNames: ["code"],
       registers: [registry],
     }),
-    requests: new Counter({
-      name: "pairwise_requests_total",
-      help: "Requests by type",
-      labelNames: ["type"],
-      registers: [registry],
-    }),
+    requests: hotCountersByType(registry, "pairwise_requests_total", "Requests by type"),
   };
 }
