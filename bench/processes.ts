@@ -71,3 +71,11 @@ export function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return Number(m?.[1] ?? 0);
 }
+
+/** CPU time a process has used so far (user + system, all its threads), in ms (Linux). */
+export function cpuMs(pid: number): number {
+  // Fields after the command name, which may hold spaces: utime and stime are the 12th and 13th.
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  // In clock ticks of USER_HZ, 100 a second on Linux.
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}

@@ -1,7 +1,8 @@
 // npm run bench -- relay
 // Floor: a plain ws relay forwarding 200-byte frames between two sockets. Then the Pairwise relay
 // (its own process, SQLite durable queue): submit -> deliver -> acknowledge, end to end; p50/p99
-// latency at half the peak rate; server memory per idle authenticated connection.
+// latency at half the peak rate; server memory per idle authenticated connection; and, as a
+// diagnostic, the server's CPU time per message at peak (its cost, apart from the CPU it was given).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +11,7 @@ import WebSocket from "ws";
 import { TestDevice, connect } from "../apps/server/test/support.ts";
 import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
 import { emitResult, line, mark, nowMs, percentile, round } from "./harness.ts";
-import { rssKb, startProcess, startRelayProcess } from "./processes.ts";
+import { cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
 
 const FRAME = 200;
 const FLOOR_MESSAGES = 100_000;
@@ -109,11 +110,14 @@ async function pairwise() {
   const { arrived, submit, waitArrived } = load;
   await load.peak("warm", WARMUP_MESSAGES);
   const runs: number[] = [];
+  const cpuBefore = cpuMs(child.pid!);
   for (let i = 0; i < RUNS; i++) {
     mark("peak");
     runs.push(await load.peak(`peak${i}`, RELAY_MESSAGES));
     mark("peak-end");
   }
+  // What a message costs the server, whatever else the machine was doing at the time.
+  const serverCpuUs = ((cpuMs(child.pid!) - cpuBefore) * 1000) / (RUNS * RELAY_MESSAGES);
   const relayPerS = percentile(runs, 50);
 
   // Latency at half the peak rate: paced sends, submit-to-push time per message.
@@ -148,7 +152,7 @@ async function pairwise() {
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
   rmSync(dataDir, { recursive: true, force: true });
-  return { relayPerS, runs, rate, latencies, bytesPerIdle };
+  return { relayPerS, runs, rate, latencies, bytesPerIdle, serverCpuUs };
 }
 
 const floorPerS = await floor();
@@ -159,6 +163,7 @@ line(
   `${Math.round(r.relayPerS)} (median of ${r.runs.map((x) => Math.round(x)).join(", ")})`,
   "messages/s",
 );
+line("server CPU per message at peak (all its threads)", r.serverCpuUs, "µs");
 const ratio = r.relayPerS / floorPerS;
 line("ratio relay / floor (target >= 0.3)", ratio);
 line(`latency at ${Math.round(r.rate)}/s p50`, percentile(r.latencies, 50), "ms");

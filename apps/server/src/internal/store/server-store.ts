@@ -249,7 +249,11 @@ export interface ServerStore {
   ): Promise<QueuedMessage[]>;
   /** Deletes acknowledged messages of that device (seqs of other devices are ignored); returns how many were deleted. */
   ack(accountId: string, deviceId: number, seqs: number[]): Promise<number>;
-  /** Deletes messages past their expiry (and old dedup keys and reservations); returns how many messages. */
+  /**
+   * Deletes messages past their expiry (and old dedup keys and reservations); returns how many
+   * messages. A store may spread a very large sweep over several calls (SQLite: 200,000 rows of
+   * each table per call).
+   */
   expire(now: number): Promise<number>;
   /** Total queued messages (for metrics). */
   queueDepth(): Promise<number>;

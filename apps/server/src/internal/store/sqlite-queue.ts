@@ -23,10 +23,16 @@ interface PendingWrite {
 const GROUP_COMMIT_MAX = 1024;
 
 /**
- * Rows `expire` deletes per transaction. SQLite has one writer: a short transaction followed by
+ * Rows `expire` looks at per transaction. SQLite has one writer: a short transaction followed by
  * a turn of the event loop keeps a large backlog from blocking submissions for seconds.
  */
 const EXPIRE_BATCH = 2000;
+
+/**
+ * Rows of each table one `expire` call looks at, at most; a larger table is walked on from where
+ * the call stopped by the next ones (housekeeping runs every minute).
+ */
+const EXPIRE_SCAN_MAX = 200_000;
 
 /**
  * The per-device message queues and the submission dedup keys of the SQLite store.
@@ -57,11 +63,19 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
       "SELECT seq, envelope, enqueued_at FROM queue WHERE dev = ? AND seq > ? ORDER BY seq LIMIT ?",
     ),
     ackOne: db.prepare<[number, number]>("DELETE FROM queue WHERE seq = ? AND dev = ?"),
-    expireBatch: db.prepare<[number, number]>(
-      `DELETE FROM queue WHERE seq IN (SELECT seq FROM queue WHERE expires_at <= ? LIMIT ?)`,
+    // Expiry has no index of its own (each would cost every message another b-tree write): it
+    // walks each table in key order, a range of EXPIRE_BATCH rows per transaction.
+    queueRangeEnd: db.prepare<[number, number], { hi: number | null }>(
+      "SELECT max(seq) AS hi FROM (SELECT seq FROM queue WHERE seq > ? ORDER BY seq LIMIT ?)",
     ),
-    expireDedup: db.prepare<[number, number]>(
-      `DELETE FROM dedup WHERE key IN (SELECT key FROM dedup WHERE expires_at <= ? LIMIT ?)`,
+    expireQueueRange: db.prepare<[number, number, number]>(
+      "DELETE FROM queue WHERE seq > ? AND seq <= ? AND expires_at <= ?",
+    ),
+    dedupRangeEnd: db.prepare<[string, number], { hi: string | null }>(
+      "SELECT max(key) AS hi FROM (SELECT key FROM dedup WHERE key > ? ORDER BY key LIMIT ?)",
+    ),
+    expireDedupRange: db.prepare<[string, string, number]>(
+      "DELETE FROM dedup WHERE key > ? AND key <= ? AND expires_at <= ?",
     ),
     expireReservations: db.prepare<[number]>("DELETE FROM reservations WHERE expires_at <= ?"),
     depth: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM queue"),
@@ -137,8 +151,46 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
       timer ??= setImmediate(flush);
     });
 
-  const sweep = (stmt: typeof q.expireBatch, now: number) =>
-    db.transaction(() => stmt.run(now, EXPIRE_BATCH).changes)();
+  /**
+   * Deletes the expired rows of one table, walking it in key order from where the last call
+   * stopped (the start after a call that reached the end), EXPIRE_BATCH rows per transaction
+   * and at most EXPIRE_SCAN_MAX rows per call; returns how many it deleted.
+   */
+  const sweeper = <K extends number | string>(
+    start: K,
+    rangeEnd: (after: K) => K | null,
+    deleteRange: (after: K, upTo: K, now: number) => number,
+  ) => {
+    let cursor = start;
+    const range = db.transaction((after: K, now: number) => {
+      const upTo = rangeEnd(after);
+      return upTo === null ? null : { upTo, deleted: deleteRange(after, upTo, now) };
+    });
+    return async (now: number): Promise<number> => {
+      let deleted = 0;
+      for (let scanned = 0; scanned < EXPIRE_SCAN_MAX; scanned += EXPIRE_BATCH) {
+        const r = range(cursor, now);
+        if (r === null) {
+          cursor = start;
+          break;
+        }
+        deleted += r.deleted;
+        cursor = r.upTo;
+        await yieldToEventLoop();
+      }
+      return deleted;
+    };
+  };
+  const sweepQueue = sweeper<number>(
+    0,
+    (after) => q.queueRangeEnd.get(after, EXPIRE_BATCH)?.hi ?? null,
+    (after, upTo, now) => q.expireQueueRange.run(after, upTo, now).changes,
+  );
+  const sweepDedup = sweeper<string>(
+    "",
+    (after) => q.dedupRangeEnd.get(after, EXPIRE_BATCH)?.hi ?? null,
+    (after, upTo, now) => q.expireDedupRange.run(after, upTo, now).changes,
+  );
 
   return {
     enqueue: (inserts, options) => write(() => enqueueOne(inserts, options)),
@@ -157,14 +209,8 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
     flushQueueWrites: flush,
     async expire(now) {
       try {
-        let messages = 0;
-        let n: number;
-        do {
-          n = sweep(q.expireBatch, now);
-          messages += n;
-          if (n === EXPIRE_BATCH) await yieldToEventLoop();
-        } while (n === EXPIRE_BATCH);
-        while (sweep(q.expireDedup, now) === EXPIRE_BATCH) await yieldToEventLoop();
+        const messages = await sweepQueue(now);
+        await sweepDedup(now);
         q.expireReservations.run(now);
         return messages;
       } catch (err) {

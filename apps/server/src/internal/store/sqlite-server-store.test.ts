@@ -115,6 +115,41 @@ describe("SQLite server store", () => {
     await store.close();
   });
 
+  it("expires interleaved messages and dedup keys, walking each table a batch at a time", async () => {
+    const path = freshPath();
+    const store = await seed(path);
+    // Alternate expiries, so every batch of the walk holds rows to delete and rows to keep.
+    await Promise.all(
+      Array.from({ length: 4500 }, (_, i) =>
+        store.enqueue([{ accountId: "acct", deviceId: 1, envelope: b(16) }], {
+          now: T0,
+          expiresAt: i % 2 === 0 ? T0 + 1 : T0 + 100,
+          dedupKey: `key-${String(i).padStart(4, "0")}`,
+        }),
+      ),
+    );
+    expect(await store.expire(T0 + 1)).toBe(2250);
+    expect(await store.queueDepth()).toBe(2250);
+    const kept = await store.fetchQueue("acct", 1, 0, 5000);
+    expect(kept.every((m, i) => i === 0 || m.seq > (kept[i - 1]?.seq ?? Infinity))).toBe(true);
+    // An expired key can be used again; a live one still marks a duplicate.
+    const again = (i: number) =>
+      store.enqueue([{ accountId: "acct", deviceId: 1, envelope: b(16) }], {
+        now: T0 + 2,
+        expiresAt: T0 + 100,
+        dedupKey: `key-${String(i).padStart(4, "0")}`,
+      });
+    expect((await again(0)).duplicate).toBe(false);
+    expect((await again(1)).duplicate).toBe(true);
+    await store.close();
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare("SELECT count(*) AS n FROM dedup").get()).toEqual({ n: 2251 });
+    expect(db.prepare("SELECT count(*) AS n FROM dedup WHERE expires_at <= ?").get(T0 + 1)).toEqual(
+      { n: 0 },
+    );
+    db.close();
+  });
+
   it("refuses a database written by a newer version, and a file that is not a database", () => {
     const path = freshPath();
     const db = new Database(path);
