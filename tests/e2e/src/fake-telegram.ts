@@ -56,6 +56,8 @@ export interface FakeTelegram {
   ): FakeMessage;
   /** The next `count` calls of `method` get 429 with `retry_after` seconds. */
   rateLimit(method: string, retryAfter: number, count?: number): void;
+  /** Revokes the bot's token (as @BotFather does): every later call gets 401. */
+  revokeToken(): void;
   close(): Promise<void>;
 }
 
@@ -105,6 +107,9 @@ export async function startFakeTelegram(knownChats: number[]): Promise<FakeTeleg
   let nextUpdate = 1;
   let nextMessage = 1;
   const waiters = new Set<() => void>();
+  /** Ends the long poll waiting now with a conflict (a newer getUpdates came in). */
+  let endPoll: (() => void) | undefined;
+  let revoked = false;
   const limits = new Map<string, { retryAfter: number; count: number }>();
   const calls: FakeCall[] = [];
   const bot = { id: botId, is_bot: true, first_name: "Bridge", username: "pairwise_bridge_bot" };
@@ -201,18 +206,34 @@ export async function startFakeTelegram(knownChats: number[]): Promise<FakeTeleg
         const offset = Number(fields.offset ?? 0);
         const timeout = Math.min(Number(fields.timeout ?? 0), 50);
         const limitN = Math.min(Number(fields.limit ?? 100), 100);
+        // As the real API does, a newer getUpdates ends the one still waiting: two pollers of
+        // one bot keep ending each other's polls.
+        endPoll?.();
         if (offset > 0) while ((updates[0]?.update_id ?? offset) < offset) updates.shift();
         if (updates.length === 0 && timeout > 0) {
+          const poll = { conflict: false };
           await new Promise<void>((resolve) => {
             const t = setTimeout(done, timeout * 1000);
+            const terminate = () => {
+              poll.conflict = true;
+              done();
+            };
             function done() {
               clearTimeout(t);
               waiters.delete(done);
+              if (endPoll === terminate) endPoll = undefined;
               resolve();
             }
+            endPoll = terminate;
             waiters.add(done);
             req.once("close", done);
           });
+          if (poll.conflict) {
+            throw new ApiError(
+              409,
+              "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+            );
+          }
         }
         return updates.slice(0, limitN);
       }
@@ -300,7 +321,7 @@ export async function startFakeTelegram(knownChats: number[]): Promise<FakeTeleg
       }
       const method = m[2] ?? "";
       try {
-        if (m[1] !== token) throw new ApiError(401, "Unauthorized");
+        if (m[1] !== token || revoked) throw new ApiError(401, "Unauthorized");
         if (req.method !== "POST" && req.method !== "GET")
           throw new ApiError(405, "Method Not Allowed");
         const type = req.headers["content-type"] ?? "";
@@ -373,6 +394,9 @@ export async function startFakeTelegram(knownChats: number[]): Promise<FakeTeleg
     },
     rateLimit(method, retryAfter, count = 1) {
       limits.set(method, { retryAfter, count });
+    },
+    revokeToken() {
+      revoked = true;
     },
     async close() {
       for (const w of [...waiters]) w();

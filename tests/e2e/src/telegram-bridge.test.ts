@@ -1,6 +1,7 @@
 // The Telegram bridge (grammY) as a companion device of a Pairwise account, against a local fake
 // Bot API over real HTTP: text, photos, voice notes and replies both ways, the "not end-to-end
-// encrypted beyond this bridge" notice, and a 429 retried after retry_after.
+// encrypted beyond this bridge" notice, a 429 retried after retry_after, messages kept across a
+// stop, and polling stopped for good by a second poller (409) or a revoked token (401).
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,11 +12,33 @@ import {
 } from "@pairwise/interop-adapters/telegram";
 import { InteropError } from "@pairwise/interop-adapters";
 import { describe, expect, it } from "vitest";
-import { startFakeTelegram } from "./fake-telegram.ts";
+import { startFakeTelegram, type FakeTelegram } from "./fake-telegram.ts";
 import { account, home, link, until, useRelay } from "./support.ts";
 
 const relay = useRelay();
 const CHAT = -100_123_456;
+
+/** A Pairwise side that records the texts it takes, and refuses them while `open()` is false. */
+function textSide(open: () => boolean) {
+  const taken: string[] = [];
+  const side = {
+    sendText: (_chat: string, text: string) => {
+      if (!open()) return Promise.reject(new Error("not connected yet"));
+      taken.push(text);
+      return Promise.resolve(`id-${String(taken.length)}`);
+    },
+    sendFile: () => Promise.reject(new Error("no files here")),
+  };
+  return { side, taken };
+}
+
+/** A bridge of CHAT on the fake Bot API, polling in 1 s long polls. */
+const pollingOptions = (tg: FakeTelegram) => ({
+  token: tg.token,
+  apiRoot: tg.apiRoot,
+  chats: [{ pairwise: "side-chat", telegram: CHAT }],
+  pollTimeoutSeconds: 1,
+});
 
 describe("Telegram bridge", () => {
   it("round-trips text, a photo, a voice note and replies, and tells the Pairwise side it is not end-to-end encrypted", async () => {
@@ -141,22 +164,9 @@ describe("Telegram bridge", () => {
 
   it("keeps a message it could not pass on when stopped, and passes it on after a restart, once", async () => {
     const tg = await startFakeTelegram([CHAT]);
-    const taken: string[] = [];
     let open = true;
-    const side = {
-      sendText: (_chat: string, text: string) => {
-        if (!open) return Promise.reject(new Error("not connected yet"));
-        taken.push(text);
-        return Promise.resolve(`id-${String(taken.length)}`);
-      },
-      sendFile: () => Promise.reject(new Error("no files here")),
-    };
-    const options = {
-      token: tg.token,
-      apiRoot: tg.apiRoot,
-      chats: [{ pairwise: "side-chat", telegram: CHAT }],
-      pollTimeoutSeconds: 1,
-    };
+    const { side, taken } = textSide(() => open);
+    const options = pollingOptions(tg);
     const first = new TelegramBridge(side, options);
     const states: string[] = [];
     first.onState((s) => states.push(s.state));
@@ -179,6 +189,33 @@ describe("Telegram bridge", () => {
       "Tanya (Telegram): one",
       "Tanya (Telegram): two",
     ]);
+    await tg.close();
+  }, 60_000);
+
+  it("stops polling, refused, when another poller takes the bot over or its token is revoked", async () => {
+    const tg = await startFakeTelegram([CHAT]);
+    const { side, taken } = textSide(() => true);
+    const options = pollingOptions(tg);
+    const first = new TelegramBridge(side, options);
+    await first.start();
+    await until(() => tg.calls.some((c) => c.method === "getUpdates"), 10_000);
+    // A second bridge on the same bot: Telegram ends the first one's poll with 409. Polling on
+    // would only keep ending each other's polls; the first stops and says so.
+    const second = new TelegramBridge(side, options);
+    await second.start();
+    await until(() => first.state === "refused", 10_000);
+    expect(second.state).toBe("connected");
+    tg.post(CHAT, { text: "three" });
+    await until(() => taken.includes("Tanya (Telegram): three"), 10_000);
+    // The token revoked: the next poll gets 401 and the second stops too.
+    tg.revokeToken();
+    await until(() => second.state === "refused", 10_000);
+    const polls = tg.calls.filter((c) => c.method === "getUpdates").length;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(tg.calls.filter((c) => c.method === "getUpdates")).toHaveLength(polls);
+    await first.stop();
+    await second.stop();
+    expect(taken.filter((t) => t.startsWith("Tanya"))).toEqual(["Tanya (Telegram): three"]);
     await tg.close();
   }, 60_000);
 
