@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { approveLink } from "@pairwise/client";
 import { parseConfig, startBotHost } from "@pairwise/bot-host";
 import { BRIDGE_NOTICE } from "@pairwise/interop-adapters/telegram";
+import Database from "better-sqlite3";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { startFakeTelegram } from "./fake-telegram.ts";
@@ -20,6 +21,7 @@ describe("bot host plugin telegram-bridge", () => {
     const owner = await account(relay(), "bridgeco");
     const customer = await account(relay(), "carla");
     await customer.startReceiving();
+    const stateDir = home("tg-bot");
     const host = await startBotHost({
       config: parseConfig(
         {
@@ -30,7 +32,7 @@ describe("bot host plugin telegram-bridge", () => {
             {
               name: "tg",
               server: relay().url,
-              stateDir: home("tg-bot"),
+              stateDir,
               plugins: [
                 [
                   "telegram-bridge",
@@ -81,6 +83,13 @@ describe("bot host plugin telegram-bridge", () => {
     expect(texts[0]?.text).toBe(BRIDGE_NOTICE);
 
     await host.stop();
+    // The message ids it matched (for replies) are kept in the plugin's directory, across restarts.
+    const ids = new Database(join(stateDir, "plugins", "telegram-bridge", "message-ids.db"), {
+      readonly: true,
+    });
+    const key = `t:${String(CHAT)}:${String(sent?.message_id)}`;
+    expect(ids.prepare("SELECT value FROM message_ids WHERE key = ?").get(key)).toBeDefined();
+    ids.close();
     for (const d of [owner, customer]) await d.close();
     await tg.close();
   }, 120_000);

@@ -219,6 +219,31 @@ describe("Telegram bridge", () => {
     await tg.close();
   }, 60_000);
 
+  it("keeps the reference of a reply to a message bridged before a restart", async () => {
+    const tg = await startFakeTelegram([CHAT]);
+    const replies: Array<string | undefined> = [];
+    const side = {
+      sendText: (_chat: string, _text: string, o: { replyTo?: string }) => {
+        replies.push(o.replyTo);
+        return Promise.resolve(`id-${String(replies.length)}`);
+      },
+      sendFile: () => Promise.reject(new Error("no files here")),
+    };
+    const options = { ...pollingOptions(tg), messageIdsFile: join(home("tg-ids"), "ids.db") };
+    const first = new TelegramBridge(side, options);
+    await first.start();
+    await first.forward({ id: "pw-1", chat: "side-chat", fromAccount: "shop", text: "hello" });
+    await first.stop();
+    const bridged = tg.messages(CHAT).find((m) => m.text === "shop: hello");
+    expect(bridged).toBeDefined();
+    const second = new TelegramBridge(side, options);
+    await second.start();
+    tg.post(CHAT, { text: "hi back" }, bridged?.message_id);
+    await until(() => replies.includes("pw-1"), 10_000);
+    await second.stop();
+    await tg.close();
+  }, 30_000);
+
   it("refuses a bad token with a typed error", async () => {
     const tg = await startFakeTelegram([CHAT]);
     const shop = await account(relay(), "shop2");

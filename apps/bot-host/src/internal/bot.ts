@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import {
   ClientError,
@@ -241,11 +241,14 @@ export class Bot extends EventEmitter<{ change: [] }> {
     this.store = BotStore.open(this.settings.stateDir);
     this.store.prune(this.now());
     for (const plugin of this.plugins) {
+      const dataDir = join(this.settings.stateDir, "plugins", plugin.name);
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       const pb = new PluginBot({
         name: this.settings.name,
         plugin: plugin.name,
         log: this.log.child({ plugin: plugin.name }),
         api: this.api,
+        dataDir,
         registry: { plugin: plugin.name, commands: this.commands },
         allCommands: () => this.commands,
       });

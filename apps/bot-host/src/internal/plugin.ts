@@ -17,6 +17,11 @@ export class PluginBot extends Composer {
   readonly log: Logger;
   /** The bot's outgoing API; `api.config.use(transformer)` installs outgoing transformers. */
   readonly api: BotApi;
+  /**
+   * A directory for this plugin's own files, kept with the bot's state
+   * (`<stateDir>/plugins/<plugin>`, created before `setup` runs).
+   */
+  readonly dataDir: string;
   /** @internal */
   readonly routes = new Map<string, RouteHandler>();
   /** @internal */
@@ -29,6 +34,7 @@ export class PluginBot extends Composer {
     plugin: string;
     log: Logger;
     api: BotApi;
+    dataDir: string;
     registry: CommandRegistry;
     allCommands: () => readonly CommandInfo[];
   }) {
@@ -37,6 +43,7 @@ export class PluginBot extends Composer {
     this.plugin = init.plugin;
     this.log = init.log;
     this.api = init.api;
+    this.dataDir = init.dataDir;
     this.all = init.allCommands;
   }
 

@@ -1,5 +1,6 @@
 // @pairwise/bot-host/telegram-bridge: bridges the bot's Pairwise chats to Telegram chats through
 // a Telegram bot (grammY, from @pairwise/interop-adapters/telegram).
+import { join } from "node:path";
 import {
   TelegramBridge,
   isPassingTelegramFailure,
@@ -60,6 +61,8 @@ export function telegramBridge(options: TelegramBridgePluginOptions): Plugin {
         ...(o.apiRoot ? { apiRoot: o.apiRoot } : {}),
         ...(o.filesDir ? { filesDir: o.filesDir } : {}),
         ...(o.pollTimeoutSeconds !== undefined ? { pollTimeoutSeconds: o.pollTimeoutSeconds } : {}),
+        // Replies keep their reference across restarts of the host.
+        messageIdsFile: join(bot.dataDir, "message-ids.db"),
       };
       const bridge = new TelegramBridge(
         {

@@ -16,6 +16,7 @@ import {
   type StateChange,
 } from "../adapter.ts";
 import { InteropError } from "../errors.ts";
+import { fileMessageIds, memoryMessageIds, type MessageIdMap } from "./message-ids.ts";
 
 /** One bridged pair: a Pairwise chat (an account id) and a Telegram chat id. */
 export interface TelegramChatMapping {
@@ -63,6 +64,12 @@ export interface TelegramBridgeCoreOptions {
   maxRetryDelaySeconds?: number;
   /** Where files from Telegram are stored before they are sent on (default: a temp dir). */
   filesDir?: string;
+  /**
+   * A SQLite file (created if missing) where the bridge keeps the message ids it matched across
+   * (the most recent 200,000 pairs), so replies keep their reference across restarts. Without
+   * it they are kept in memory (the most recent 10,000 pairs).
+   */
+  messageIdsFile?: string;
   now?: () => number;
 }
 
@@ -136,8 +143,11 @@ export class TelegramBridge implements InteropAdapter {
   private readonly checkpoints = new Listeners<DeliveryCheckpoint>();
   private readonly byPairwise = new Map<string, number>();
   private readonly byTelegram = new Map<number, string>();
-  /** Message ids across the bridge, both ways (for replies): `p:<id>` ↔ `t:<chat>:<id>`. */
-  private readonly ids = new Map<string, string>();
+  /**
+   * Message ids across the bridge, both ways (for replies): `p:<id>` ↔ `t:<chat>:<id>`. A file
+   * is open from `start` to `stop`; without one the map is in memory from the start.
+   */
+  private ids: MessageIdMap | undefined;
   private readonly announced = new Set<string>();
   private polling: Promise<void> | undefined;
   /**
@@ -160,6 +170,7 @@ export class TelegramBridge implements InteropAdapter {
       this.byTelegram.set(c.telegram, c.pairwise);
     }
     this.filesDir = options.filesDir ?? mkdtempSync(join(tmpdir(), "pairwise-telegram-"));
+    if (options.messageIdsFile === undefined) this.ids = memoryMessageIds();
     this.bot = new Bot(options.token, {
       client: { ...(options.apiRoot ? { apiRoot: options.apiRoot } : {}) },
     });
@@ -237,10 +248,13 @@ export class TelegramBridge implements InteropAdapter {
   }
 
   /**
-   * Checks the token (getMe) and starts long polling. Throws `InteropError("BridgeFailed")` when
-   * the Bot API refuses the token.
+   * Opens the message id file if one is set, checks the token (getMe) and starts long polling.
+   * Throws `InteropError("InvalidArgument")` when the file cannot be opened and
+   * `InteropError("BridgeFailed")` when the Bot API refuses the token.
    */
   async start(): Promise<void> {
+    if (this.options.messageIdsFile !== undefined)
+      this.ids ??= fileMessageIds(this.options.messageIdsFile);
     this.stopping = new AbortController();
     this.setState("connecting");
     mkdirSync(this.filesDir, { recursive: true });
@@ -325,6 +339,10 @@ export class TelegramBridge implements InteropAdapter {
         .getUpdates({ offset: this.offset, limit: 1, timeout: 0 })
         .catch(() => undefined);
     }
+    if (this.options.messageIdsFile !== undefined) {
+      this.ids?.close();
+      this.ids = undefined;
+    }
     this.setState("stopped");
   }
 
@@ -341,7 +359,7 @@ export class TelegramBridge implements InteropAdapter {
 
   private async fromPairwise(m: BridgedMessage, chatId: number): Promise<void> {
     const who = m.fromAccount;
-    const replyTo = m.replyTo ? this.ids.get(`p:${m.replyTo}`) : undefined;
+    const replyTo = m.replyTo ? this.ids?.get(`p:${m.replyTo}`) : undefined;
     const reply = replyTo
       ? {
           reply_parameters: {
@@ -376,8 +394,7 @@ export class TelegramBridge implements InteropAdapter {
   }
 
   private link(pairwiseId: string, chatId: number, telegramId: number): void {
-    this.ids.set(`p:${pairwiseId}`, `t:${chatId}:${telegramId}`);
-    this.ids.set(`t:${chatId}:${telegramId}`, `p:${pairwiseId}`);
+    this.ids?.link(`p:${pairwiseId}`, `t:${chatId}:${telegramId}`);
   }
 
   private async download(fileId: string, name: string): Promise<string> {
@@ -401,7 +418,7 @@ export class TelegramBridge implements InteropAdapter {
     const who = [msg.from.first_name, msg.from.last_name].filter(Boolean).join(" ");
     const label = `${who} (Telegram)`;
     const replied = msg.reply_to_message
-      ? this.ids.get(`t:${msg.chat.id}:${msg.reply_to_message.message_id}`)
+      ? this.ids?.get(`t:${msg.chat.id}:${msg.reply_to_message.message_id}`)
       : undefined;
     const replyTo = replied?.startsWith("p:") ? replied.slice(2) : undefined;
     const d = this.side;
