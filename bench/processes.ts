@@ -74,8 +74,10 @@ export function rssKb(pid: number): number {
 
 /** CPU time a process has used so far (user + system, all its threads), in ms (Linux). */
 export function cpuMs(pid: number): number {
-  // Fields after the command name, which may hold spaces: utime and stime are the 12th and 13th.
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  // Fields after the command name (which may hold spaces and parentheses, hence the last ")"):
+  // utime and stime are the 12th and 13th.
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // In clock ticks of USER_HZ, 100 a second on Linux.
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }

@@ -198,7 +198,8 @@ describe("Telegram bridge", () => {
     const options = pollingOptions(tg);
     const first = new TelegramBridge(side, options);
     await first.start();
-    await until(() => tg.calls.some((c) => c.method === "getUpdates"), 10_000);
+    tg.post(CHAT, { text: "two" });
+    await until(() => taken.includes("Tanya (Telegram): two"), 10_000);
     // A second bridge on the same bot: Telegram ends the first one's poll with 409. Polling on
     // would only keep ending each other's polls; the first stops and says so.
     const second = new TelegramBridge(side, options);
@@ -207,15 +208,24 @@ describe("Telegram bridge", () => {
     expect(second.state).toBe("connected");
     tg.post(CHAT, { text: "three" });
     await until(() => taken.includes("Tanya (Telegram): three"), 10_000);
+    // Stopping the pushed-out bridge leaves the other one polling (no getUpdates of its own).
+    await first.stop();
+    await new Promise((r) => setTimeout(r, 300));
+    tg.post(CHAT, { text: "four" });
+    await until(() => taken.includes("Tanya (Telegram): four"), 10_000);
+    expect(second.state).toBe("connected");
     // The token revoked: the next poll gets 401 and the second stops too.
     tg.revokeToken();
     await until(() => second.state === "refused", 10_000);
     const polls = tg.calls.filter((c) => c.method === "getUpdates").length;
     await new Promise((r) => setTimeout(r, 1500));
     expect(tg.calls.filter((c) => c.method === "getUpdates")).toHaveLength(polls);
-    await first.stop();
     await second.stop();
-    expect(taken.filter((t) => t.startsWith("Tanya"))).toEqual(["Tanya (Telegram): three"]);
+    expect(taken.filter((t) => t.startsWith("Tanya"))).toEqual([
+      "Tanya (Telegram): two",
+      "Tanya (Telegram): three",
+      "Tanya (Telegram): four",
+    ]);
     await tg.close();
   }, 60_000);
 

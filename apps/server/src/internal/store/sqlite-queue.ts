@@ -77,6 +77,12 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
     expireDedupRange: db.prepare<[string, string, number]>(
       "DELETE FROM dedup WHERE key > ? AND key <= ? AND expires_at <= ?",
     ),
+    getCursor: db.prepare<[string], { position: number | string }>(
+      "SELECT position FROM sweep_cursors WHERE name = ?",
+    ),
+    setCursor: db.prepare<[string, number | string]>(
+      "INSERT OR REPLACE INTO sweep_cursors (name, position) VALUES (?, ?)",
+    ),
     expireReservations: db.prepare<[number]>("DELETE FROM reservations WHERE expires_at <= ?"),
     depth: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM queue"),
   };
@@ -153,40 +159,41 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
 
   /**
    * Deletes the expired rows of one table, walking it in key order from where the last call
-   * stopped (the start after a call that reached the end), EXPIRE_BATCH rows per transaction
-   * and at most EXPIRE_SCAN_MAX rows per call; returns how many it deleted.
+   * stopped (kept in `sweep_cursors` as `name`, also across restarts; the start after a call
+   * that reached the end), EXPIRE_BATCH rows per transaction and at most EXPIRE_SCAN_MAX rows
+   * per call; returns how many it deleted.
    */
   const sweeper = <K extends number | string>(
+    name: string,
     start: K,
     rangeEnd: (after: K) => K | null,
     deleteRange: (after: K, upTo: K, now: number) => number,
   ) => {
-    let cursor = start;
-    const range = db.transaction((after: K, now: number) => {
+    const range = db.transaction((now: number) => {
+      const after = (q.getCursor.get(name)?.position ?? start) as K;
       const upTo = rangeEnd(after);
-      return upTo === null ? null : { upTo, deleted: deleteRange(after, upTo, now) };
+      q.setCursor.run(name, upTo ?? start);
+      return upTo === null ? null : deleteRange(after, upTo, now);
     });
     return async (now: number): Promise<number> => {
       let deleted = 0;
       for (let scanned = 0; scanned < EXPIRE_SCAN_MAX; scanned += EXPIRE_BATCH) {
-        const r = range(cursor, now);
-        if (r === null) {
-          cursor = start;
-          break;
-        }
-        deleted += r.deleted;
-        cursor = r.upTo;
+        const n = range(now);
+        if (n === null) break;
+        deleted += n;
         await yieldToEventLoop();
       }
       return deleted;
     };
   };
   const sweepQueue = sweeper<number>(
+    "queue",
     0,
     (after) => q.queueRangeEnd.get(after, EXPIRE_BATCH)?.hi ?? null,
     (after, upTo, now) => q.expireQueueRange.run(after, upTo, now).changes,
   );
   const sweepDedup = sweeper<string>(
+    "dedup",
     "",
     (after) => q.dedupRangeEnd.get(after, EXPIRE_BATCH)?.hi ?? null,
     (after, upTo, now) => q.expireDedupRange.run(after, upTo, now).changes,

@@ -151,6 +151,14 @@ const MIGRATIONS: readonly string[] = [
   -- delete (about a tenth of the relay's time per message) for a sweep that runs once a minute.
   DROP INDEX queue_by_expiry;
   DROP INDEX dedup_expiry;
+
+  -- Where each expiry walk stopped (a seq, a dedup key), so that a server restarted more often
+  -- than a walk of a large table takes still reaches its end.
+  CREATE TABLE sweep_cursors (
+    name TEXT PRIMARY KEY,
+    -- No declared type: no affinity, a seq stays a number and a key stays text.
+    position NOT NULL
+  ) WITHOUT ROWID;
   `,
 ];
 

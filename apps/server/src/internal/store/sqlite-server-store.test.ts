@@ -150,6 +150,28 @@ describe("SQLite server store", () => {
     db.close();
   });
 
+  it("goes on walking for expired messages from where an earlier process stopped", async () => {
+    const path = freshPath();
+    const store = await seed(path);
+    const inserts = Array.from({ length: 4500 }, () => ({
+      accountId: "acct",
+      deviceId: 1,
+      envelope: b(16),
+    }));
+    const { seqs } = await store.enqueue(inserts, { now: T0, expiresAt: T0 + 1 });
+    await store.close();
+    // As if a process had walked the first 3,000 rows (while they were live) and then stopped.
+    const db = new Database(path);
+    db.prepare("INSERT INTO sweep_cursors (name, position) VALUES ('queue', ?)").run(seqs[2999]);
+    db.close();
+    const again = openSqliteServerStore({ path });
+    expect(await again.expire(T0 + 1)).toBe(1500);
+    // That walk reached the end: the next one starts over.
+    expect(await again.expire(T0 + 1)).toBe(3000);
+    expect(await again.queueDepth()).toBe(0);
+    await again.close();
+  });
+
   it("refuses a database written by a newer version, and a file that is not a database", () => {
     const path = freshPath();
     const db = new Database(path);

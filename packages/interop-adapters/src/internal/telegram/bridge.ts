@@ -261,12 +261,20 @@ export class TelegramBridge implements InteropAdapter {
     try {
       await this.bot.init();
     } catch (cause) {
+      this.closeMessageIds();
       this.setState("refused", "getMe failed");
       throw new InteropError("BridgeFailed", "the Telegram Bot API refused the bot token", {
         cause,
       });
     }
     this.polling = this.poll(this.stopping.signal);
+  }
+
+  /** Closes the message id file (a memory map stays, with the bridge). */
+  private closeMessageIds(): void {
+    if (this.options.messageIdsFile === undefined) return;
+    this.ids?.close();
+    this.ids = undefined;
   }
 
   /**
@@ -333,16 +341,15 @@ export class TelegramBridge implements InteropAdapter {
     this.stopping.abort();
     await this.polling?.catch(() => undefined);
     this.polling = undefined;
-    if (this.offset > 0 && this.current !== "stopped") {
+    // Not when refused: after a 409 another poller has the bot, and a getUpdates of ours would end
+    // its long poll (Telegram ends the older one), pushing it out in turn.
+    if (this.offset > 0 && this.current !== "stopped" && this.current !== "refused") {
       // Best effort: unconfirmed updates are sent again after a restart (at least once).
       await this.bot.api
         .getUpdates({ offset: this.offset, limit: 1, timeout: 0 })
         .catch(() => undefined);
     }
-    if (this.options.messageIdsFile !== undefined) {
-      this.ids?.close();
-      this.ids = undefined;
-    }
+    this.closeMessageIds();
     this.setState("stopped");
   }
 
