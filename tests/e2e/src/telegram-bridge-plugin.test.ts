@@ -81,6 +81,12 @@ describe("bot host plugin telegram-bridge", () => {
     // The notice came before anything bridged.
     const texts = customer.history("bridgeco").filter((m) => !m.outgoing);
     expect(texts[0]?.text).toBe(BRIDGE_NOTICE);
+    // A reply on the Pairwise side to the bridged photo is a reply to it on Telegram.
+    await customer.sendText("bridgeco", "thanks", { replyTo: got?.id ?? "" });
+    await until(() => tg.messages(CHAT).some((m) => m.text === "carla: thanks"), 30_000);
+    const answer = tg.messages(CHAT).find((m) => m.text === "carla: thanks");
+    const photoMessage = tg.messages(CHAT).find((m) => m.photo !== undefined);
+    expect(answer?.reply_to_message?.message_id).toBe(photoMessage?.message_id);
 
     await host.stop();
     // The message ids it matched (for replies) are kept in the plugin's directory, across restarts.

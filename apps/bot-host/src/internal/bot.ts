@@ -117,6 +117,7 @@ function toBotMessage(m: StoredMessage): BotMessage {
     from: { account: m.fromAccount, device: m.fromDevice },
     ...(m.text !== undefined ? { text: m.text } : {}),
     ...(m.file !== undefined ? { file: m.file } : {}),
+    ...(m.replyTo !== undefined ? { replyTo: m.replyTo } : {}),
     timestamp: m.timestamp,
   };
 }

@@ -20,6 +20,8 @@ export interface BotMessage {
   text?: string;
   /** Where a received file was saved. */
   file?: string;
+  /** The id of the message this one replies to, if any. */
+  replyTo?: string;
   /** The sender's timestamp (ms). */
   timestamp: number;
 }

@@ -85,6 +85,7 @@ export function telegramBridge(options: TelegramBridgePluginOptions): Plugin {
             fromAccount: ctx.from.account,
             ...(ctx.message.text !== undefined ? { text: ctx.message.text } : {}),
             ...(ctx.message.file !== undefined ? { file: ctx.message.file } : {}),
+            ...(ctx.message.replyTo !== undefined ? { replyTo: ctx.message.replyTo } : {}),
           });
         } catch (err) {
           // Telegram unreachable: the message stays unacknowledged and is forwarded again later.
