@@ -18,18 +18,23 @@ import { account, home, link, until, useRelay } from "./support.ts";
 const relay = useRelay();
 const CHAT = -100_123_456;
 
-/** A Pairwise side that records the texts it takes, and refuses them while `open()` is false. */
+/**
+ * A Pairwise side that records the texts it takes and what each replies to, and refuses them
+ * while `open()` is false.
+ */
 function textSide(open: () => boolean) {
   const taken: string[] = [];
+  const replies: Array<string | undefined> = [];
   const side = {
-    sendText: (_chat: string, text: string) => {
+    sendText: (_chat: string, text: string, o: { replyTo?: string }) => {
       if (!open()) return Promise.reject(new Error("not connected yet"));
       taken.push(text);
+      replies.push(o.replyTo);
       return Promise.resolve(`id-${String(taken.length)}`);
     },
     sendFile: () => Promise.reject(new Error("no files here")),
   };
-  return { side, taken };
+  return { side, taken, replies };
 }
 
 /** A bridge of CHAT on the fake Bot API, polling in 1 s long polls. */
@@ -231,14 +236,7 @@ describe("Telegram bridge", () => {
 
   it("keeps the reference of a reply to a message bridged before a restart", async () => {
     const tg = await startFakeTelegram([CHAT]);
-    const replies: Array<string | undefined> = [];
-    const side = {
-      sendText: (_chat: string, _text: string, o: { replyTo?: string }) => {
-        replies.push(o.replyTo);
-        return Promise.resolve(`id-${String(replies.length)}`);
-      },
-      sendFile: () => Promise.reject(new Error("no files here")),
-    };
+    const { side, replies } = textSide(() => true);
     const options = { ...pollingOptions(tg), messageIdsFile: join(home("tg-ids"), "ids.db") };
     const first = new TelegramBridge(side, options);
     await first.start();

@@ -19,8 +19,8 @@ export interface ServerMetrics {
   queueReads: HotCounter;
   acknowledged: HotCounter;
   errors: Counter<"code">;
-  /** Requests by type: resolve a type's counter once with `labels`, then bump it. */
-  requests: { labels(labels: { type: string }): HotCounter };
+  /** Requests by type (a {@link HotCounter} per `type` label). */
+  requests: { inc(type: string): void };
   /** Reports the PostgreSQL pool's figures at scrape time. */
   watchPool(
     read: () => { total: number; idle: number; waiting: number; max: number } | undefined,
@@ -49,30 +49,27 @@ function hotCounter(registry: Registry, name: string, help: string): HotCounter 
 }
 
 /** {@link HotCounter}s behind one Prometheus counter with a `type` label. */
-function hotCountersByType(registry: Registry, name: string, help: string) {
-  const byType = new Map<string, { pending: number }>();
+function hotCountersByType(
+  registry: Registry,
+  name: string,
+  help: string,
+): ServerMetrics["requests"] {
+  const pending = new Map<string, number>();
   new Counter({
     name,
     help,
     labelNames: ["type"],
     registers: [registry],
     collect() {
-      for (const [type, c] of byType) {
-        this.inc({ type }, c.pending);
-        c.pending = 0;
+      for (const [type, n] of pending) {
+        this.inc({ type }, n);
+        pending.set(type, 0);
       }
     },
   });
   return {
-    labels({ type }: { type: string }): HotCounter {
-      let c = byType.get(type);
-      if (!c) byType.set(type, (c = { pending: 0 }));
-      const counter = c;
-      return {
-        inc(by = 1) {
-          counter.pending += by;
-        },
-      };
+    inc(type) {
+      pending.set(type, (pending.get(type) ?? 0) + 1);
     },
   };
 }

@@ -37,16 +37,6 @@ const PIPELINED = new Set<string>(["submitMessage", "submitGroupMessage", "ack"]
 
 type Request = NonNullable<ClientFrame["request"]>;
 
-/** The per-type request counters, resolved once per type (a labelled inc hashes its labels). */
-const requestCounters = new WeakMap<RelayContext["metrics"], Map<string, { inc(): void }>>();
-function requestCounter(ctx: RelayContext, type: string): { inc(): void } {
-  let byType = requestCounters.get(ctx.metrics);
-  if (!byType) requestCounters.set(ctx.metrics, (byType = new Map<string, { inc(): void }>()));
-  let counter = byType.get(type);
-  if (!counter) byType.set(type, (counter = ctx.metrics.requests.labels({ type })));
-  return counter;
-}
-
 /**
  * One device connection: decodes requests, runs them one at a time in arrival order (so a
  * device's requests never race each other), and pushes its queue once it asked for delivery.
@@ -184,7 +174,7 @@ export class Session implements Caller {
       await this.respond(frame.id, undefined, new ServerError("InvalidRequest", "empty request"));
       return;
     }
-    requestCounter(this.ctx, request.case).inc();
+    this.ctx.metrics.requests.inc(request.case);
     // Submissions and acks are pipelined: each is validated and handed to the store in arrival
     // order, and the next request starts while the store gathers them into one commit. Anything
     // else first waits for those to be answered, so a device's requests never race.
