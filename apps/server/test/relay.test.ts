@@ -87,6 +87,25 @@ describe("relay server over Noise/WebSocket", () => {
     expect(await receiveTexts(dave, 2)).toEqual(["one", "two"]);
   });
 
+  it("does not deliver a message past its expiry, even before expiry has deleted it", async () => {
+    let clock = Date.now();
+    const s = await startTestServer({ queueTtlMs: 60_000 }, { now: () => clock });
+    try {
+      const erin = await TestDevice.register(s, "erin");
+      const fred = await TestDevice.register(s, "fred");
+      await send(erin, "fred", "too late", "e-1");
+      clock += 60_000;
+      await send(erin, "fred", "in time", "e-2");
+      // Both are still stored: no expiry run has deleted the first.
+      expect(await s.relay.context.store.queueDepth()).toBe(2);
+      expect(await receiveTexts(fred, 1)).toEqual(["in time"]);
+      await fred.waitFor((ps) => ps.some((p) => p.kind.case === "queueEmpty"));
+      expect(fred.envelopes()).toHaveLength(1);
+    } finally {
+      await s.close();
+    }
+  });
+
   it("refuses a submission whose device set does not match, listing missing and extra devices", async () => {
     const erin = await TestDevice.register(server, "erin");
     const frank = await TestDevice.register(server, "frank");

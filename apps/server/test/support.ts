@@ -31,14 +31,16 @@ export function tempDir(prefix = "pairwise-server-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Starts a relay on 127.0.0.1, port chosen by the OS, data in a fresh temp dir. */
+/** Starts a relay on 127.0.0.1, port chosen by the OS, data in a fresh temp dir (its clock `now`, if given). */
 export async function startTestServer(
   config: ServerConfigInput = {},
+  options: { now?: () => number } = {},
 ): Promise<RunningServer & { dataDir: string }> {
   const dataDir = config.dataDir ?? tempDir();
   const server = await startServer({
     config: resolveConfig({ dataDir, host: "127.0.0.1", port: 0, logLevel: "silent", ...config }),
     logger: pino({ level: "silent" }),
+    ...options,
   });
   return Object.assign(server, { dataDir });
 }

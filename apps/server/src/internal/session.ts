@@ -366,6 +366,7 @@ export class Session implements Caller {
           device.deviceId,
           this.lastPushed,
           PAGE,
+          this.ctx.now(),
         );
       } catch (err) {
         this.ctx.logger.error(

@@ -688,15 +688,16 @@ export async function openPgServerStore(options: PgServerStoreOptions): Promise<
         if (!r?.claimed) return { seqs: [] as number[], duplicate: true };
         return { seqs: r.seqs.map(Number), duplicate: false };
       }, inserts),
-    fetchQueue: (accountId, deviceId, afterSeq, limit) =>
+    fetchQueue: (accountId, deviceId, afterSeq, limit, now) =>
       guard(async () => {
         if (!(limit >= 1)) return [];
         const r = await pool.query<{ seq: number; envelope: Buffer; enqueued_at: number }>(
           `SELECT q.seq, q.envelope, q.enqueued_at FROM queue q
            JOIN devices d ON d.dev = q.dev
            WHERE d.account_id = $1 AND d.device_id = $2 AND q.seq > $3
+             AND ($5::bigint IS NULL OR q.expires_at > $5::bigint)
            ORDER BY q.seq LIMIT $4`,
-          [accountId, deviceId, afterSeq, Math.floor(limit)],
+          [accountId, deviceId, afterSeq, Math.floor(limit), now ?? null],
         );
         return r.rows.map((row) => ({
           seq: row.seq,

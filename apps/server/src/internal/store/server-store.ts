@@ -240,12 +240,17 @@ export interface ServerStore {
     inserts: QueueInsert[],
     options: { now: number; expiresAt: number; dedupKey?: string },
   ): Promise<{ seqs: number[]; duplicate: boolean }>;
-  /** The device's queued messages with seq > afterSeq, oldest first, at most `limit` (none if `limit` < 1 or the device is unknown). */
+  /**
+   * The device's queued messages with seq > afterSeq, oldest first, at most `limit` (none if
+   * `limit` < 1 or the device is unknown). With `now`, messages expired by then are left out:
+   * `expire` deletes them later, in its own time, and until then they are not delivered.
+   */
   fetchQueue(
     accountId: string,
     deviceId: number,
     afterSeq: number,
     limit: number,
+    now?: number,
   ): Promise<QueuedMessage[]>;
   /** Deletes acknowledged messages of that device (seqs of other devices are ignored); returns how many were deleted. */
   ack(accountId: string, deviceId: number, seqs: number[]): Promise<number>;

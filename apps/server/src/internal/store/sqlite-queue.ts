@@ -57,10 +57,10 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
       "INSERT INTO queue (dev, envelope, enqueued_at, expires_at) VALUES (?, ?, ?, ?)",
     ),
     fetch: db.prepare<
-      [number, number, number],
+      [number, number, number, number],
       { seq: number; envelope: Buffer; enqueued_at: number }
     >(
-      "SELECT seq, envelope, enqueued_at FROM queue WHERE dev = ? AND seq > ? ORDER BY seq LIMIT ?",
+      "SELECT seq, envelope, enqueued_at FROM queue WHERE dev = ? AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
     ),
     ackOne: db.prepare<[number, number]>("DELETE FROM queue WHERE seq = ? AND dev = ?"),
     // Expiry has no index of its own (each would cost every message another b-tree write): it
@@ -201,12 +201,12 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
 
   return {
     enqueue: (inserts, options) => write(() => enqueueOne(inserts, options)),
-    fetchQueue: (accountId, deviceId, afterSeq, limit) =>
+    fetchQueue: (accountId, deviceId, afterSeq, limit, now = -Infinity) =>
       run((): QueuedMessage[] => {
         const dev = ctx.devKey(accountId, deviceId);
         // LIMIT with a negative value means "no limit" in SQLite.
         if (dev === undefined || !(limit >= 1)) return [];
-        return q.fetch.all(dev, afterSeq, Math.floor(limit)).map((r) => ({
+        return q.fetch.all(dev, afterSeq, now, Math.floor(limit)).map((r) => ({
           seq: r.seq,
           envelope: bytes(r.envelope),
           enqueuedAt: r.enqueued_at,

@@ -519,6 +519,19 @@ export function describeServerStoreContract(name: string, open: () => Promise<Se
         expect((await store.fetchQueue(accountId, 1, 0, 10)).map((m) => m.seq)).toEqual(keep.seqs);
       });
 
+      it("does not hand out a message past its expiry before expire() deletes it", async () => {
+        const { accountId } = await account();
+        const old = await store.enqueue([copy(accountId, 1)], opts({ expiresAt: T0 + 10 }));
+        const keep = await store.enqueue([copy(accountId, 1)], opts({ expiresAt: T0 + 20 }));
+        const seqs = async (now?: number) =>
+          (await store.fetchQueue(accountId, 1, 0, 10, now)).map((m) => m.seq);
+        expect(await seqs(T0 + 9)).toEqual([...old.seqs, ...keep.seqs]);
+        expect(await seqs(T0 + 10)).toEqual(keep.seqs);
+        expect(await seqs(T0 + 20)).toEqual([]);
+        // Still stored (only expire deletes), and still there without a time.
+        expect(await seqs()).toEqual([...old.seqs, ...keep.seqs]);
+      });
+
       it("keeps seqs increasing per device across interleaved sends", async () => {
         const a = await account();
         const b = await account();
