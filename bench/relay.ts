@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import WebSocket from "ws";
 import { TestDevice, connect } from "../apps/server/test/support.ts";
 import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
@@ -16,9 +17,10 @@ import { cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
 const FRAME = 200;
 const FLOOR_MESSAGES = 100_000;
 /**
- * Timed runs of each side. The floor is the best of its runs (what a plain relay can do here);
- * Pairwise's rate is the median of its runs. One short run of either swung by a third from run to
- * run on this kind of machine.
+ * Timed runs of each side; each side's rate is the median of its runs (one short run of either
+ * swung by a third from run to run on this kind of machine). The same statistic on both sides:
+ * the floor's best run against Pairwise's median run made the ratio lower the more the machine
+ * varied, whatever the relay did.
  */
 const RUNS = 3;
 const RELAY_MESSAGES = 30_000;
@@ -38,7 +40,7 @@ const open = (url: string) =>
     ws.once("error", reject);
   });
 
-async function floor(): Promise<number> {
+async function floor(): Promise<{ perS: number; runs: number[] }> {
   const { child, match } = await startProcess(
     ["bench/relay-floor-server.ts"],
     /^listening on (\d+)$/,
@@ -67,12 +69,12 @@ async function floor(): Promise<number> {
     return count / ((nowMs() - start) / 1000);
   };
   await run(WARMUP_MESSAGES);
-  let perS = 0;
-  for (let i = 0; i < RUNS; i++) perS = Math.max(perS, await run(FLOOR_MESSAGES));
+  const runs: number[] = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await run(FLOOR_MESSAGES));
   a.close();
   b.close();
   child.kill("SIGTERM");
-  return perS;
+  return { perS: percentile(runs, 50), runs };
 }
 
 async function pairwise() {
@@ -124,6 +126,18 @@ async function pairwise() {
   const rate = relayPerS / 2;
   const latencyMessages = Math.round(rate * LATENCY_SECONDS);
   arrived.clear();
+  // Where a latency tail comes from: each process's longest event-loop stall in this phase
+  // (the server's from its own /metrics, whose event-loop histogram restarts at every scrape).
+  const serverLag = async () => {
+    const text = await (await fetch(`${relay.url.replace("ws://", "http://")}/metrics`)).text();
+    return (
+      Number(/^pairwise_server_process_nodejs_eventloop_lag_max_seconds (\S+)/m.exec(text)?.[1]) *
+      1000
+    );
+  };
+  await serverLag();
+  const loadLag = monitorEventLoopDelay({ resolution: 1 });
+  loadLag.enable();
   // Kept light (a typed array of send times, a count of answers, no array of promises): the
   // sender's own garbage collections land in the figures too.
   const sentAt = new Float64Array(latencyMessages);
@@ -146,17 +160,23 @@ async function pairwise() {
   if (failed !== undefined) throw new Error("a latency submission failed", { cause: failed });
   await waitArrived(latencyMessages);
   const latencies = Array.from(sentAt, (t, i) => arrived.get(`lat-${i}`)! - t);
+  loadLag.disable();
+  const stalls = { serverMs: await serverLag(), loadMs: loadLag.max / 1e6 };
 
   await load.close();
   for (const d of idle) await d.conn.close().catch(() => undefined);
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
   rmSync(dataDir, { recursive: true, force: true });
-  return { relayPerS, runs, rate, latencies, bytesPerIdle, serverCpuUs };
+  return { relayPerS, runs, rate, latencies, bytesPerIdle, serverCpuUs, stalls };
 }
 
-const floorPerS = await floor();
-line(`floor: plain ws relay (best of ${RUNS})`, floorPerS, "frames/s");
+const { perS: floorPerS, runs: floorRuns } = await floor();
+line(
+  "floor: plain ws relay",
+  `${Math.round(floorPerS)} (median of ${floorRuns.map((x) => Math.round(x)).join(", ")})`,
+  "frames/s",
+);
 const r = await pairwise();
 line(
   "pairwise relay submit->deliver->ack",
@@ -168,6 +188,11 @@ const ratio = r.relayPerS / floorPerS;
 line("ratio relay / floor (target >= 0.3)", ratio);
 line(`latency at ${Math.round(r.rate)}/s p50`, percentile(r.latencies, 50), "ms");
 line("latency p99 (target <= 20)", percentile(r.latencies, 99), "ms");
+line(
+  "longest event-loop stall then: server, load",
+  `${round(r.stalls.serverMs, 1)}, ${round(r.stalls.loadMs, 1)}`,
+  "ms",
+);
 line(
   `server memory per idle connection (${IDLE_CONNECTIONS} after ${IDLE_WARMUP_CONNECTIONS}; target <= 20)`,
   r.bytesPerIdle / 1024,
