@@ -8,7 +8,7 @@ import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PairwiseDevice, approveLink } from "@pairwise/client";
-import { rawFloor } from "./floor.ts";
+import { echoCrypto, rawFloor } from "./floor.ts";
 import { emitResult, line, mark, nowMs, round } from "./harness.ts";
 import { cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
 
@@ -190,6 +190,14 @@ const FLOOR = 2000;
 for (let i = 0; i < FLOOR; i++) await floorRound();
 const floorPerS = FLOOR / ((nowMs() - floorStart) / 1000);
 const ratio = echoPerS / floorPerS;
+// A diagnostic beside the floor: libsignal's work in one echo alone, as echoes per second on one
+// core (what the ratio could reach if nothing but that ran, on one core).
+const echoRound = await echoCrypto();
+for (let i = 0; i < 150; i++) await echoRound();
+const ECHO_CRYPTO = 1000;
+const cryptoStart = nowMs();
+for (let i = 0; i < ECHO_CRYPTO; i++) await echoRound();
+const cryptoEchoPerS = ECHO_CRYPTO / ((nowMs() - cryptoStart) / 1000);
 
 line("bots in one process", BOTS);
 line(`linking ${BOTS} bots (register + approve)`, linkSeconds, "s");
@@ -199,6 +207,8 @@ line("memory per idle linked bot (target <= 2)", mbPerIdleBot, "MB");
 line(`echo round trips (${BOTS} chats at once)`, echoPerS, "/s");
 for (const [k, us] of cpuPerEcho) line(`CPU per echo: ${k}`, us, "µs");
 line("floor: raw libsignal encrypt+decrypt", floorPerS, "pairs/s");
+line("libsignal alone: one echo's crypto, one core", cryptoEchoPerS, "/s");
+line("  as a ratio to the floor", cryptoEchoPerS / floorPerS);
 line("ratio echoes / floor (target >= 0.3)", ratio);
 
 for (const d of customers) await d.close();

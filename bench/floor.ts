@@ -19,6 +19,7 @@ import {
   SignedPreKeyRecord,
   SignedPreKeyStore,
   CiphertextMessageType,
+  type CiphertextMessage,
   processPreKeyBundle,
   signalDecrypt,
   signalDecryptPreKey,
@@ -101,25 +102,35 @@ class MemKyber extends KyberPreKeyStore {
   }
 }
 
-/**
- * The floor every messaging benchmark compares against: raw libsignal with plain in-memory
- * stores, an established session, one 160-byte message encrypted and decrypted per call.
- */
-export async function rawFloor(): Promise<() => Promise<void>> {
-  const mk = (name: string) => {
-    const pair = IdentityKeyPair.generate();
-    return {
-      address: ProtocolAddress.new(name, 1),
-      pair,
-      sessions: new MemSessions(),
-      identity: new MemIdentity(pair),
-      preKeys: new MemPreKeys(),
-      signed: new MemSigned(),
-      kyber: new MemKyber(),
-    };
+type Party = ReturnType<typeof party>;
+
+function party(name: string) {
+  const pair = IdentityKeyPair.generate();
+  return {
+    address: ProtocolAddress.new(name, 1),
+    pair,
+    sessions: new MemSessions(),
+    identity: new MemIdentity(pair),
+    preKeys: new MemPreKeys(),
+    signed: new MemSigned(),
+    kyber: new MemKyber(),
   };
-  const a = mk("alice");
-  const b = mk("bob");
+}
+
+const encrypt = (from: Party, to: Party) =>
+  signalEncrypt(plaintext, to.address, from.address, from.sessions, from.identity);
+
+const decrypt = (from: Party, to: Party, ct: CiphertextMessage) =>
+  signalDecrypt(
+    SignalMessage.deserialize(ct.serialize()),
+    from.address,
+    to.address,
+    to.sessions,
+    to.identity,
+  );
+
+/** A's session with B from B's prekey bundle (PQXDH), answered once so both sides hold it. */
+async function establish(a: Party, b: Party): Promise<void> {
   const pre = PrivateKey.generate();
   const spk = PrivateKey.generate();
   const kem = KEMKeyPair.generate();
@@ -145,7 +156,7 @@ export async function rawFloor(): Promise<() => Promise<void>> {
     kemSig,
   );
   await processPreKeyBundle(bundle, b.address, a.address, a.sessions, a.identity);
-  const first = await signalEncrypt(plaintext, b.address, a.address, a.sessions, a.identity);
+  const first = await encrypt(a, b);
   await signalDecryptPreKey(
     PreKeySignalMessage.deserialize(first.serialize()),
     a.address,
@@ -156,25 +167,45 @@ export async function rawFloor(): Promise<() => Promise<void>> {
     b.signed,
     b.kyber,
   );
-  const reply = await signalEncrypt(plaintext, a.address, b.address, b.sessions, b.identity);
-  await signalDecrypt(
-    SignalMessage.deserialize(reply.serialize()),
-    b.address,
-    a.address,
-    a.sessions,
-    a.identity,
-  );
+  await decrypt(b, a, await encrypt(b, a));
+}
 
+/**
+ * The floor every messaging benchmark compares against: raw libsignal with plain in-memory
+ * stores, an established session, one 160-byte message encrypted and decrypted per call.
+ */
+export async function rawFloor(): Promise<() => Promise<void>> {
+  const a = party("alice");
+  const b = party("bob");
+  await establish(a, b);
   return async () => {
-    const ct = await signalEncrypt(plaintext, b.address, a.address, a.sessions, a.identity);
+    const ct = await encrypt(a, b);
     if (ct.type() !== (CiphertextMessageType.Whisper as number))
       throw new Error("expected an established session");
-    await signalDecrypt(
-      SignalMessage.deserialize(ct.serialize()),
-      a.address,
-      b.address,
-      b.sessions,
-      b.identity,
-    );
+    await decrypt(a, b, ct);
+  };
+}
+
+/**
+ * What one echo of the bot-host benchmark costs in libsignal alone (same in-memory stores as
+ * {@link rawFloor}): the customer encrypts to the bot and to the business account's primary, the
+ * bot decrypts and encrypts its answer to the customer and to that primary, the customer
+ * decrypts. Messages alternate direction, so each decrypt takes a ratchet step (rawFloor's,
+ * always one way, never does); the primary is offline and only ever receives.
+ */
+export async function echoCrypto(): Promise<() => Promise<void>> {
+  const customer = party("customer");
+  const bot = party("bot");
+  const primary = party("primary");
+  await establish(customer, bot);
+  await establish(customer, primary);
+  await establish(bot, primary);
+  return async () => {
+    const ask = await encrypt(customer, bot);
+    await encrypt(customer, primary);
+    await decrypt(customer, bot, ask);
+    const answer = await encrypt(bot, customer);
+    await encrypt(bot, primary);
+    await decrypt(bot, customer, answer);
   };
 }
