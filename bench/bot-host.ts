@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PairwiseDevice, approveLink } from "@pairwise/client";
 import { echoCrypto, rawFloor } from "./floor.ts";
-import { emitResult, line, mark, nowMs, round } from "./harness.ts";
+import { emitResult, line, mark, nowMs, round, timePerOp } from "./harness.ts";
 import { cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
 
 const BOTS = Number(process.env.BENCH_BOTS ?? 100);
@@ -183,21 +183,12 @@ const echoPerS = total / echoSeconds;
 
 phase("echoes done");
 // The floor: raw libsignal encrypt+decrypt pairs per second, in this same run.
-const floorRound = await rawFloor();
-for (let i = 0; i < 300; i++) await floorRound();
-const floorStart = nowMs();
-const FLOOR = 2000;
-for (let i = 0; i < FLOOR; i++) await floorRound();
-const floorPerS = FLOOR / ((nowMs() - floorStart) / 1000);
+const floorPerS = 1e6 / (await timePerOp(await rawFloor(), { iterations: 2000, warmup: 300 }));
 const ratio = echoPerS / floorPerS;
 // A diagnostic beside the floor: libsignal's work in one echo alone, as echoes per second on one
 // core (what the ratio could reach if nothing but that ran, on one core).
-const echoRound = await echoCrypto();
-for (let i = 0; i < 150; i++) await echoRound();
-const ECHO_CRYPTO = 1000;
-const cryptoStart = nowMs();
-for (let i = 0; i < ECHO_CRYPTO; i++) await echoRound();
-const cryptoEchoPerS = ECHO_CRYPTO / ((nowMs() - cryptoStart) / 1000);
+const cryptoEchoPerS =
+  1e6 / (await timePerOp(await echoCrypto(), { iterations: 1000, warmup: 150 }));
 
 line("bots in one process", BOTS);
 line(`linking ${BOTS} bots (register + approve)`, linkSeconds, "s");

@@ -171,18 +171,14 @@ async function pairwise() {
   return { relayPerS, runs, rate, latencies, bytesPerIdle, serverCpuUs, stalls };
 }
 
+/** A median rate as printed, with the runs it was taken from. */
+const medianOf = (median: number, runs: number[]) =>
+  `${Math.round(median)} (median of ${runs.map((x) => Math.round(x)).join(", ")})`;
+
 const { perS: floorPerS, runs: floorRuns } = await floor();
-line(
-  "floor: plain ws relay",
-  `${Math.round(floorPerS)} (median of ${floorRuns.map((x) => Math.round(x)).join(", ")})`,
-  "frames/s",
-);
+line("floor: plain ws relay", medianOf(floorPerS, floorRuns), "frames/s");
 const r = await pairwise();
-line(
-  "pairwise relay submit->deliver->ack",
-  `${Math.round(r.relayPerS)} (median of ${r.runs.map((x) => Math.round(x)).join(", ")})`,
-  "messages/s",
-);
+line("pairwise relay submit->deliver->ack", medianOf(r.relayPerS, r.runs), "messages/s");
 line("server CPU per message at peak (all its threads)", r.serverCpuUs, "µs");
 const ratio = r.relayPerS / floorPerS;
 line("ratio relay / floor (target >= 0.3)", ratio);
