@@ -4,7 +4,7 @@
 // latency at half the peak rate; server memory per idle authenticated connection; and, as a
 // diagnostic, the server's CPU time per message at peak (its cost, apart from the CPU it was given).
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -15,6 +15,7 @@ import { emitResult, line, mark, nowMs, percentile, round } from "./harness.ts";
 import { cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
 
 const FRAME = 200;
+const CORES = availableParallelism();
 const FLOOR_MESSAGES = 100_000;
 /**
  * Timed runs of each side; each side's rate is the median of its runs (one short run of either
@@ -40,7 +41,7 @@ const open = (url: string) =>
     ws.once("error", reject);
   });
 
-async function floor(): Promise<{ perS: number; runs: number[] }> {
+async function floor(): Promise<{ perS: number; runs: number[]; cpuUs: number }> {
   const { child, match } = await startProcess(
     ["bench/relay-floor-server.ts"],
     /^listening on (\d+)$/,
@@ -70,11 +71,15 @@ async function floor(): Promise<{ perS: number; runs: number[] }> {
   };
   await run(WARMUP_MESSAGES);
   const runs: number[] = [];
+  const cpuBefore = cpuMs(child.pid!) + cpuMs(process.pid);
   for (let i = 0; i < RUNS; i++) runs.push(await run(FLOOR_MESSAGES));
+  // Both sides' CPU per frame (the floor server and this process), as for the relay below.
+  const cpuUs =
+    ((cpuMs(child.pid!) + cpuMs(process.pid) - cpuBefore) * 1000) / (RUNS * FLOOR_MESSAGES);
   a.close();
   b.close();
   child.kill("SIGTERM");
-  return { perS: percentile(runs, 50), runs };
+  return { perS: percentile(runs, 50), runs, cpuUs };
 }
 
 async function pairwise() {
@@ -113,6 +118,7 @@ async function pairwise() {
   await load.peak("warm", WARMUP_MESSAGES);
   const runs: number[] = [];
   const cpuBefore = cpuMs(child.pid!);
+  const loadCpuBefore = cpuMs(process.pid);
   for (let i = 0; i < RUNS; i++) {
     mark("peak");
     runs.push(await load.peak(`peak${i}`, RELAY_MESSAGES));
@@ -120,6 +126,8 @@ async function pairwise() {
   }
   // What a message costs the server, whatever else the machine was doing at the time.
   const serverCpuUs = ((cpuMs(child.pid!) - cpuBefore) * 1000) / (RUNS * RELAY_MESSAGES);
+  // And what it costs the load (the devices' side, in this process), which shares the cores.
+  const loadCpuUs = ((cpuMs(process.pid) - loadCpuBefore) * 1000) / (RUNS * RELAY_MESSAGES);
   const relayPerS = percentile(runs, 50);
 
   // Latency at half the peak rate: paced sends, submit-to-push time per message.
@@ -143,6 +151,7 @@ async function pairwise() {
   const sentAt = new Float64Array(latencyMessages);
   let answered = 0;
   let failed: unknown;
+  mark("latency");
   const t0 = nowMs();
   for (let i = 0; i < latencyMessages; i++) {
     const due = t0 + (i * 1000) / rate;
@@ -159,6 +168,7 @@ async function pairwise() {
   }
   if (failed !== undefined) throw new Error("a latency submission failed", { cause: failed });
   await waitArrived(latencyMessages);
+  mark("latency-end");
   const latencies = Array.from(sentAt, (t, i) => arrived.get(`lat-${i}`)! - t);
   loadLag.disable();
   const stalls = { serverMs: await serverLag(), loadMs: loadLag.max / 1e6 };
@@ -168,18 +178,27 @@ async function pairwise() {
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
   rmSync(dataDir, { recursive: true, force: true });
-  return { relayPerS, runs, rate, latencies, bytesPerIdle, serverCpuUs, stalls };
+  return { relayPerS, runs, rate, latencies, bytesPerIdle, serverCpuUs, loadCpuUs, stalls };
 }
 
 /** A median rate as printed, with the runs it was taken from. */
 const medianOf = (median: number, runs: number[]) =>
   `${Math.round(median)} (median of ${runs.map((x) => Math.round(x)).join(", ")})`;
 
-const { perS: floorPerS, runs: floorRuns } = await floor();
+const { perS: floorPerS, runs: floorRuns, cpuUs: floorCpuUs } = await floor();
 line("floor: plain ws relay", medianOf(floorPerS, floorRuns), "frames/s");
+line("  floor CPU per frame (its server and this process)", floorCpuUs, "µs");
 const r = await pairwise();
 line("pairwise relay submit->deliver->ack", medianOf(r.relayPerS, r.runs), "messages/s");
 line("server CPU per message at peak (all its threads)", r.serverCpuUs, "µs");
+line("load CPU per message at peak (sender and receiver)", r.loadCpuUs, "µs");
+// What the ratio target leaves a message here: the machine's cores, fully used by the server and
+// the load together, at 0.3 of the floor's rate.
+line(
+  `  CPU per message the target allows (${CORES} cores at 0.3 x floor)`,
+  (CORES * 1e6) / (0.3 * floorPerS),
+  "µs",
+);
 const ratio = r.relayPerS / floorPerS;
 line("ratio relay / floor (target >= 0.3)", ratio);
 line(`latency at ${Math.round(r.rate)}/s p50`, percentile(r.latencies, 50), "ms");
