@@ -44,8 +44,16 @@ export interface RelayConnectionOptions {
 interface Waiting {
   resolve: (r: Response) => void;
   reject: (e: unknown) => void;
-  timer: NodeJS.Timeout;
+  /** When it times out (ms, monotonic clock). */
+  deadline: number;
 }
+
+/**
+ * How much later than its deadline a request may time out: the connection's one timer wakes at
+ * the earliest deadline but not sooner than this after its previous wake, so requests stuck
+ * together time out together.
+ */
+const TIMEOUT_SLACK_MS = 10;
 
 /**
  * The requests waiting for an answer, by id. Not a `Map`: on a busy connection hundreds are in
@@ -76,6 +84,24 @@ class WaitingRequests {
     this.#byId = Object.create(null) as Record<number, Waiting>;
     return all;
   }
+
+  /**
+   * Removes and returns the requests whose deadline has passed at `now`, and the earliest
+   * deadline of those left (undefined if none is left).
+   */
+  takeExpired(now: number): { expired: Waiting[]; next: number | undefined } {
+    const expired: Waiting[] = [];
+    let next: number | undefined;
+    for (const key in this.#byId) {
+      const waiting = this.#byId[key as unknown as number];
+      if (!waiting) continue;
+      if (waiting.deadline <= now) {
+        expired.push(waiting);
+        Reflect.deleteProperty(this.#byId, key);
+      } else if (next === undefined || waiting.deadline < next) next = waiting.deadline;
+    }
+    return { expired, next };
+  }
 }
 
 /**
@@ -87,6 +113,12 @@ export class RelayConnection {
   private nextId = 1;
   private readonly pending = new WaitingRequests();
   private readonly timeoutMs: number;
+  /**
+   * One timer for all the requests in flight, not one each: it wakes at the earliest deadline
+   * (a timer per request was a timer object created and cancelled per message, thousands a
+   * second on a busy connection). Armed while requests may be waiting.
+   */
+  private timer: NodeJS.Timeout | undefined;
   /** Resolves when the connection has ended (the read loop stopped). */
   readonly ended: Promise<void>;
 
@@ -109,11 +141,7 @@ export class RelayConnection {
           continue; // a frame we cannot decode is dropped; the request it answers times out
         }
         if (frame.kind.case === "response") {
-          const p = this.pending.take(Number(frame.kind.value.id));
-          if (p) {
-            clearTimeout(p.timer);
-            p.resolve(frame.kind.value);
-          }
+          this.pending.take(Number(frame.kind.value.id))?.resolve(frame.kind.value);
         } else if (frame.kind.case === "push") {
           this.options.onPush?.(frame.kind.value);
         }
@@ -121,11 +149,30 @@ export class RelayConnection {
     } catch {
       // the transport failed: pending requests are rejected below
     } finally {
+      clearTimeout(this.timer);
+      this.timer = undefined;
       for (const p of this.pending.takeAll()) {
-        clearTimeout(p.timer);
         p.reject(new ClientError("Disconnected", "connection to the server closed"));
       }
     }
+  }
+
+  /** Arms the timer to wake in `ms` (unless it is armed already). */
+  private armTimer(ms: number): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => this.expire(), ms);
+    this.timer.unref();
+  }
+
+  /** Times out the requests whose deadline has passed; re-arms for the earliest one left. */
+  private expire(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    const { expired, next } = this.pending.takeExpired(now);
+    for (const p of expired) {
+      p.reject(new ClientError("Timeout", "the server did not answer in time"));
+    }
+    if (next !== undefined) this.armTimer(Math.max(next - now, TIMEOUT_SLACK_MS));
   }
 
   /**
@@ -135,19 +182,19 @@ export class RelayConnection {
   async request(request: RelayRequestInit): Promise<RelayResult> {
     this.options.beforeSend?.();
     const id = this.nextId++;
+    const deadline = performance.now() + this.timeoutMs;
     const answer = new Promise<Response>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.take(id);
-        reject(new ClientError("Timeout", "the server did not answer in time"));
-      }, this.timeoutMs);
-      timer.unref();
-      this.pending.add(id, { resolve, reject, timer });
+      this.pending.add(id, { resolve, reject, deadline });
     });
+    // Settled by a timeout or a disconnect while the send below still waits (backpressure), it
+    // is awaited only after: handled here, so Node does not count it as an unhandled rejection
+    // (which ends the process).
+    answer.catch(() => undefined);
+    this.armTimer(this.timeoutMs);
     try {
       await this.transport.send(encodeClientFrame(BigInt(id), request));
     } catch (cause) {
-      const p = this.pending.take(id);
-      if (p) clearTimeout(p.timer);
+      this.pending.take(id);
       throw new ClientError("Disconnected", "cannot send to the server", { cause });
     }
     const response = await answer;

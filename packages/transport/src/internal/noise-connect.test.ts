@@ -164,6 +164,24 @@ describe("small frames sent in one turn share a Noise message", () => {
     expect(raw.length).toBe(Math.ceil((count * 1004) / NOISE_CHUNK_BYTES));
   });
 
+  it("hands a batch's frames over in order to reads called all at once, before and after it arrives", async () => {
+    const [c, s] = createMemoryPair();
+    const [client, server] = await handshake(c, s);
+    const frames = server[Symbol.asyncIterator]();
+    // Two reads wait before anything arrives; then a burst of five lands as one batch, and more
+    // reads are called at once while the first ones are still settling.
+    const early = [frames.next(), frames.next()];
+    for (let i = 0; i < 5; i++) void client.send(Uint8Array.of(i));
+    await nextTurn();
+    const late = [frames.next(), frames.next(), frames.next()];
+    const got = await Promise.all([...early, ...late]);
+    expect(got.map((r) => (r.done ? -1 : r.value[0]))).toEqual([0, 1, 2, 3, 4]);
+    // A read called once the batch is used up waits for the next message.
+    const after = frames.next();
+    void client.send(Uint8Array.of(9));
+    expect(await nextFrame({ next: () => after })).toEqual(Uint8Array.of(9));
+  });
+
   it("sends what was queued before close()", async () => {
     const [c, s] = createMemoryPair();
     const [client, server] = await handshake(c, s);

@@ -63,8 +63,11 @@ class NoiseSecureTransport implements SecureTransport {
   /** Raw sends queued and not yet done (backpressure for callers). */
   #inFlight = 0;
   #lastRawSend: Promise<void> = Promise.resolve();
-  /** Frames decoded from a batch and not yet handed to the reader. */
+  /** Frames decoded from a batch; those from `#receivedAt` on are not yet handed to the reader. */
   #received: Uint8Array[] = [];
+  #receivedAt = 0;
+  /** Reads queued on `#reads` and not finished (while any is, a read must queue behind it). */
+  #readsQueued = 0;
 
   constructor(init: SecureTransportInit) {
     this.#init = init;
@@ -163,7 +166,21 @@ class NoiseSecureTransport implements SecureTransport {
     }
     this.#claimed = true;
     return {
-      next: () => this.#reads.run(() => this.#readFrame()),
+      next: () => {
+        // A frame already decoded (the rest of a batch) is handed over at once: no queue turn.
+        if (this.#readsQueued === 0 && this.#failure === undefined) {
+          const frame = this.#takeReceived();
+          if (frame) return Promise.resolve({ done: false, value: frame });
+        }
+        this.#readsQueued++;
+        return this.#reads.run(async () => {
+          try {
+            return await this.#readFrame();
+          } finally {
+            this.#readsQueued--;
+          }
+        });
+      },
       return: async () => {
         await this.close("consumer stopped");
         return { done: true, value: undefined };
@@ -194,9 +211,20 @@ class NoiseSecureTransport implements SecureTransport {
     return messages;
   }
 
+  /** The next frame decoded from a batch and not yet handed over, if any. */
+  #takeReceived(): Uint8Array | undefined {
+    if (this.#receivedAt >= this.#received.length) return undefined;
+    const frame = this.#received[this.#receivedAt++];
+    if (this.#receivedAt === this.#received.length) {
+      this.#received = [];
+      this.#receivedAt = 0;
+    }
+    return frame;
+  }
+
   async #readFrame(): Promise<IteratorResult<Uint8Array>> {
     if (this.#failure) throw this.#failure;
-    const queued = this.#received.shift();
+    const queued = this.#takeReceived();
     if (queued) return { done: false, value: queued };
     const pieces: Uint8Array[] = [];
     let total = 0;
@@ -218,8 +246,10 @@ class NoiseSecureTransport implements SecureTransport {
       }
       const flag = plaintext[0];
       if (flag === FLAG_BATCH && pieces.length === 0) {
-        const [first, ...rest] = this.#unbatch(plaintext);
-        this.#received = rest;
+        // #unbatch returns two or more frames: the first now, the rest from #received.
+        this.#received = this.#unbatch(plaintext);
+        this.#receivedAt = 0;
+        const first = this.#takeReceived();
         if (first) return { done: false, value: first };
       }
       if (flag !== FLAG_FINAL && flag !== FLAG_MORE) {
