@@ -5,11 +5,11 @@
 // chats at once; beside them the core floor (raw libsignal encrypt+decrypt pairs per second)
 // measured in the same run.
 import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
-import { availableParallelism, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PairwiseDevice, approveLink } from "@pairwise/client";
 import { echoCrypto, rawFloor } from "./floor.ts";
-import { emitResult, line, mark, nowMs, round, timePerOp } from "./harness.ts";
+import { CORES, cpuBudgetUs, emitResult, line, mark, nowMs, round, timePerOp } from "./harness.ts";
 import { cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
 
 const BOTS = Number(process.env.BENCH_BOTS ?? 100);
@@ -201,11 +201,11 @@ for (const [k, us] of cpuPerEcho) line(`CPU per echo: ${k}`, us, "µs");
 line("floor: raw libsignal encrypt+decrypt", floorPerS, "pairs/s");
 line("libsignal alone: one echo's crypto, one core", cryptoEchoPerS, "/s");
 line("  as a ratio to the floor", cryptoEchoPerS / floorPerS);
-// What the ratio target leaves an echo here: the machine's cores, fully used by the host, the
-// relay and the customers together, at 0.3 of the floor's rate; beside libsignal's own part.
+// What the ratio target leaves an echo here, for the host, the relay and the customers together;
+// beside libsignal's own part.
 line(
-  `CPU per echo the target allows (${availableParallelism()} cores at 0.3 x floor)`,
-  (availableParallelism() * 1e6) / (0.3 * floorPerS),
+  `CPU per echo the target allows (${CORES} cores at 0.3 x floor)`,
+  cpuBudgetUs(0.3, floorPerS),
   "µs",
 );
 line("  libsignal's part of one echo (one core)", 1e6 / cryptoEchoPerS, "µs");

@@ -5,6 +5,7 @@
  * the same run, never absolute times.
  */
 
+import { availableParallelism } from "node:os";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
@@ -31,6 +32,17 @@ export async function timePerOp(
   const start = nowMs();
   for (let i = 0; i < options.iterations; i++) await fn();
   return ((nowMs() - start) * 1000) / options.iterations;
+}
+
+/** The machine's cores, as the CPU budgets below count them. */
+export const CORES = availableParallelism();
+
+/**
+ * What a ratio target leaves one operation (a message, an echo) here, in CPU microseconds: every
+ * core fully used by all the processes taking part, at `ratio` times the floor's rate.
+ */
+export function cpuBudgetUs(ratio: number, floorPerS: number): number {
+  return (CORES * 1e6) / (ratio * floorPerS);
 }
 
 /** The p-th percentile (0..100) of `samples`, nearest-rank. */

@@ -4,18 +4,17 @@
 // latency at half the peak rate; server memory per idle authenticated connection; and, as a
 // diagnostic, the server's CPU time per message at peak (its cost, apart from the CPU it was given).
 import { mkdtempSync, rmSync } from "node:fs";
-import { availableParallelism, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import WebSocket from "ws";
 import { TestDevice, connect } from "../apps/server/test/support.ts";
 import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
-import { emitResult, line, mark, nowMs, percentile, round } from "./harness.ts";
+import { CORES, cpuBudgetUs, emitResult, line, mark, nowMs, percentile, round } from "./harness.ts";
 import { cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
 
 const FRAME = 200;
-const CORES = availableParallelism();
 const FLOOR_MESSAGES = 100_000;
 /**
  * Timed runs of each side; each side's rate is the median of its runs (one short run of either
@@ -192,11 +191,10 @@ const r = await pairwise();
 line("pairwise relay submit->deliver->ack", medianOf(r.relayPerS, r.runs), "messages/s");
 line("server CPU per message at peak (all its threads)", r.serverCpuUs, "µs");
 line("load CPU per message at peak (sender and receiver)", r.loadCpuUs, "µs");
-// What the ratio target leaves a message here: the machine's cores, fully used by the server and
-// the load together, at 0.3 of the floor's rate.
+// What the ratio target leaves a message here, for the server and the load together.
 line(
   `  CPU per message the target allows (${CORES} cores at 0.3 x floor)`,
-  (CORES * 1e6) / (0.3 * floorPerS),
+  cpuBudgetUs(0.3, floorPerS),
   "µs",
 );
 const ratio = r.relayPerS / floorPerS;
