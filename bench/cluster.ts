@@ -60,10 +60,10 @@ async function throughput(
   names: [string, string],
 ): Promise<{ perS: number; cpuUsPerMessage: number }> {
   const load = await relayLoad(sender, receiver, { frameBytes: FRAME, window: WINDOW, names });
-  await load.peak("warm", WARMUP);
+  await load.peak(WARMUP);
   const nodePids = [...new Set([pids.get(sender) ?? 0, pids.get(receiver) ?? 0])];
   const before = nodePids.reduce((sum, pid) => sum + cpuMicros(pid), 0);
-  const perS = await load.peak("peak", MESSAGES);
+  const perS = await load.peak(MESSAGES);
   const used = nodePids.reduce((sum, pid) => sum + cpuMicros(pid), 0) - before;
   await load.close();
   return { perS, cpuUsPerMessage: used / MESSAGES };

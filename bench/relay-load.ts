@@ -1,7 +1,8 @@
 // The relay benchmarks' load: Alice submits 200-byte copies to Bob with a window of outstanding
-// submissions; Bob receives the pushes and acknowledges in batches, recording when each arrived.
+// submissions, under message ids made as clients make them (time-ordered, newMessageId); Bob receives the pushes and acknowledges in batches, recording when each arrived.
 // Alice and Bob may be connected to different relay nodes (the cluster benchmark).
 import { randomBytes } from "node:crypto";
+import { newMessageId } from "@pairwise/core";
 import { TestDevice, connect } from "../apps/server/test/support.ts";
 import { nowMs } from "./harness.ts";
 
@@ -63,13 +64,13 @@ export async function relayLoad(
     submit,
     waitArrived,
     /** Messages per second submitted, delivered and acknowledged with a window outstanding. */
-    async peak(prefix: string, count: number): Promise<number> {
+    async peak(count: number): Promise<number> {
       arrived.clear();
       const start = nowMs();
       let next = 0;
       await Promise.all(
         Array.from({ length: options.window }, async () => {
-          while (next < count) await submit(`${prefix}-${next++}`);
+          while (next++ < count) await submit(newMessageId());
         }),
       );
       await waitArrived(count);

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import WebSocket from "ws";
+import { newMessageId } from "@pairwise/core";
 import { TestDevice, connect } from "../apps/server/test/support.ts";
 import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
 import { CORES, cpuBudgetUs, emitResult, line, mark, nowMs, percentile, round } from "./harness.ts";
@@ -127,13 +128,13 @@ async function pairwise() {
   // shapes), and taken only just before the latency phase that was what the phase measured.
   await serverLag();
   const { arrived, submit, waitArrived } = load;
-  await load.peak("warm", WARMUP_MESSAGES);
+  await load.peak(WARMUP_MESSAGES);
   const runs: number[] = [];
   const cpuBefore = cpuMs(child.pid!);
   const loadCpuBefore = cpuMs(process.pid);
   for (let i = 0; i < RUNS; i++) {
     mark("peak");
-    runs.push(await load.peak(`peak${i}`, RELAY_MESSAGES));
+    runs.push(await load.peak(RELAY_MESSAGES));
     mark("peak-end");
   }
   // What a message costs the server, whatever else the machine was doing at the time.
@@ -152,6 +153,7 @@ async function pairwise() {
   // Kept light (a typed array of send times, a count of answers, no array of promises): the
   // sender's own garbage collections land in the figures too.
   const sentAt = new Float64Array(latencyMessages);
+  const ids = Array.from({ length: latencyMessages }, () => "");
   let answered = 0;
   let failed: unknown;
   mark("latency");
@@ -161,7 +163,7 @@ async function pairwise() {
     const wait = due - nowMs();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     sentAt[i] = nowMs();
-    submit(`lat-${i}`).then(
+    submit((ids[i] = newMessageId())).then(
       () => answered++,
       (err: unknown) => (failed = err),
     );
@@ -172,7 +174,7 @@ async function pairwise() {
   if (failed !== undefined) throw new Error("a latency submission failed", { cause: failed });
   await waitArrived(latencyMessages);
   mark("latency-end");
-  const latencies = Array.from(sentAt, (t, i) => arrived.get(`lat-${i}`)! - t);
+  const latencies = Array.from(sentAt, (t, i) => arrived.get(ids[i]!)! - t);
   loadLag.disable();
   const stalls = { serverMs: await serverLag(), loadMs: loadLag.max / 1e6 };
 

@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { markRead, sendGroupText, type PairwiseDevice } from "@pairwise/client";
+import { newMessageId } from "@pairwise/core";
 import type { ApiCalls } from "./api.ts";
 
 /** Formats the first 16 bytes of a hash as a UUID-shaped message id. */
@@ -62,7 +63,7 @@ export async function performCall(
     }
     case "react": {
       const p = payload as ApiCalls["react"]["payload"];
-      const id = p.messageId ?? randomUUID();
+      const id = p.messageId ?? newMessageId();
       await device.sendContent(p.to, {
         messageId: id,
         timestamp: BigInt(device.now()),

@@ -1,5 +1,10 @@
-import { randomUUID } from "node:crypto";
-import { GroupCrypto, encodeContent, type DeviceAddress, type StoreWrite } from "@pairwise/core";
+import {
+  GroupCrypto,
+  encodeContent,
+  newMessageId,
+  type DeviceAddress,
+  type StoreWrite,
+} from "@pairwise/core";
 import type { PairwiseDevice } from "./device.ts";
 import { ClientError } from "./errors.ts";
 import { knownContact, verifiedCache } from "./sender.ts";
@@ -153,7 +158,7 @@ export async function sendGroupText(
   options: { messageId?: string } = {},
 ): Promise<string> {
   const me = device.requireIdentity();
-  const messageId = options.messageId ?? randomUUID();
+  const messageId = options.messageId ?? newMessageId();
   const timestamp = device.nextMessageTimestamp();
   for (let attempt = 1; ; attempt++) {
     // The membership we know is used as is; a submission for an outdated revision is refused
@@ -186,7 +191,7 @@ export async function sendGroupText(
       await device.sendContent(
         account,
         {
-          messageId: randomUUID(),
+          messageId: newMessageId(),
           timestamp: BigInt(timestamp),
           body: {
             case: "senderKeyDistribution",

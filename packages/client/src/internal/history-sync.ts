@@ -1,9 +1,9 @@
-import { randomUUID } from "node:crypto";
 import {
   createHistorySyncParts,
   encodeHistoryBundle,
   openHistorySyncParts,
   type HistoryBundleInit,
+  newMessageId,
 } from "@pairwise/core";
 import type { HistorySyncNotification } from "@pairwise/core/proto";
 import type { PairwiseDevice } from "./device.ts";
@@ -65,7 +65,7 @@ export async function sendHistoryTo(
   await device.sendContent(
     me.accountId,
     {
-      messageId: randomUUID(),
+      messageId: newMessageId(),
       timestamp: BigInt(Date.now()),
       body: { case: "historySync", value: notification },
     },

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { newMessageId } from "@pairwise/core";
 import { Receipt_Kind } from "@pairwise/core/proto";
 import type { PairwiseDevice } from "./device.ts";
 import { findMessage, listMessages, updateMessage } from "./history.ts";
@@ -20,7 +20,7 @@ async function sendReceipt(
 ): Promise<void> {
   if (messageIds.length === 0) return;
   await device.sendContent(to, {
-    messageId: randomUUID(),
+    messageId: newMessageId(),
     timestamp: BigInt(device.now()),
     body: { case: "receipt", value: { kind, messageIds } },
   });

@@ -1,6 +1,6 @@
-import { randomUUID } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ContentSchema, type Content } from "@pairwise/core/proto";
+import { newMessageId } from "@pairwise/core";
 import type { ContentInit, DeviceAddress, StateTransaction } from "@pairwise/core";
 import type { PairwiseDevice } from "./device.ts";
 import { syncCopyOf } from "./sync-copy.ts";
@@ -72,7 +72,7 @@ export async function requestRetry(
   await device.sendContent(
     from.accountId,
     {
-      messageId: randomUUID(),
+      messageId: newMessageId(),
       timestamp: BigInt(device.now()),
       body: { case: "retry", value: { messageId, count } },
     },

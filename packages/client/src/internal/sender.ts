@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import {
   decodePreKeyBundle,
   encryptContents,
@@ -7,6 +6,7 @@ import {
   type EncryptTarget,
   type StateTransaction,
   type TrustedDevice,
+  newMessageId,
 } from "@pairwise/core";
 import type { PairwiseDevice } from "./device.ts";
 import { ClientError } from "./errors.ts";
@@ -142,7 +142,7 @@ export async function sendText(
   options: { replyTo?: string; messageId?: string } = {},
 ): Promise<string> {
   const me = device.requireIdentity();
-  const id = options.messageId ?? randomUUID();
+  const id = options.messageId ?? newMessageId();
   const timestamp = device.nextMessageTimestamp();
   const content: ContentInit = {
     messageId: id,
@@ -176,7 +176,7 @@ export async function sendFile(
 ): Promise<string> {
   const me = device.requireIdentity();
   const pointer = await uploadFile(device, path);
-  const id = options.messageId ?? randomUUID();
+  const id = options.messageId ?? newMessageId();
   const timestamp = device.nextMessageTimestamp();
   const content: ContentInit = {
     messageId: id,

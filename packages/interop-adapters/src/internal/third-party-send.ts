@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseRemoteAddress, type PairwiseDevice } from "@pairwise/client";
+import { newMessageId } from "@pairwise/core";
 import { degradeContent, type AdapterCapabilities, type AdapterContent } from "./adapter.ts";
 import { InteropError } from "./errors.ts";
 import { getInteropSettings } from "./privacy.ts";
@@ -68,7 +69,7 @@ export async function sendThirdParty(
       break;
     }
     case "reaction":
-      id = randomUUID();
+      id = newMessageId();
       await device.sendContent(to, {
         messageId: id,
         timestamp: BigInt(device.now()),
