@@ -51,7 +51,7 @@ export async function connect(
   noiseKeys: NoiseKeyPair,
   onPush?: (p: Push) => void,
 ): Promise<RelayConnection> {
-  const transport = await noise(websocketConnector({ url: server.url }), {
+  const transport = await noise(websocketConnector({ url: server.url, ciphertextOnly: true }), {
     staticKeyPair: noiseKeys,
     serverPublicKey: server.publicKey,
   })();

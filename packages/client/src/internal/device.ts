@@ -314,12 +314,16 @@ export class PairwiseDevice extends EventEmitter<DeviceEvents> {
     for (let tried = 0; tried < urls.length && !transport; tried++) {
       const url = urls[(this.urlIndex + tried) % urls.length] ?? "";
       try {
-        transport = await noise(websocketConnector({ url, connectTimeoutMs: this.timeoutMs }), {
-          staticKeyPair: this.noiseKeys(),
-          ...(pinned ? { serverPublicKey: pinned } : {}),
-          onServerKey: (key) => this.setMeta("server-key", Buffer.from(key).toString("base64url")),
-          handshakeTimeoutMs: this.timeoutMs,
-        })();
+        transport = await noise(
+          websocketConnector({ url, connectTimeoutMs: this.timeoutMs, ciphertextOnly: true }),
+          {
+            staticKeyPair: this.noiseKeys(),
+            ...(pinned ? { serverPublicKey: pinned } : {}),
+            onServerKey: (key) =>
+              this.setMeta("server-key", Buffer.from(key).toString("base64url")),
+            handshakeTimeoutMs: this.timeoutMs,
+          },
+        )();
         this.urlIndex = (this.urlIndex + tried) % urls.length;
       } catch (err) {
         lastError = err;

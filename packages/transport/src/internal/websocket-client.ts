@@ -16,7 +16,20 @@ export interface WebSocketConnectorOptions extends WebSocketTransportOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Time to open the TCP connection and finish the upgrade (default 10 000 ms). */
   readonly connectTimeoutMs?: number;
+  /**
+   * Every frame sent will be ciphertext (the connector is wrapped in `noise`): send them with an
+   * all-zero masking key, which `ws` skips, instead of XORing each frame with 4 fresh random
+   * bytes. RFC 6455 masks client frames so that a script cannot put bytes of its choosing on the
+   * wire for a proxy to misread as HTTP; bytes nobody chose (AES-GCM output) need no such cover.
+   * Leave it off for a transport that may carry plaintext. Default false.
+   */
+  readonly ciphertextOnly?: boolean;
 }
+
+/** The masking key of a frame whose payload is ciphertext: zero, so `ws` does not mask. */
+const zeroMask = (mask: Buffer): void => {
+  mask.fill(0);
+};
 
 /**
  * A connector that opens a WebSocket (`ws`) to `url` and returns it as a raw {@link Transport}
@@ -45,6 +58,7 @@ export function websocketConnector(options: WebSocketConnectorOptions): Connecto
         maxPayload: settings.maxFrameBytes,
         perMessageDeflate: false,
         handshakeTimeout: connectTimeoutMs,
+        ...(options.ciphertextOnly ? { generateMask: zeroMask } : {}),
       });
       const timer = setTimeout(() => {
         reject(new TransportError("Timeout", "WebSocket connect timed out"));

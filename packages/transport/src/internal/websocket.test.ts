@@ -1,5 +1,7 @@
 import { once } from "node:events";
+import { createHash } from "node:crypto";
 import { createServer } from "node:http";
+import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import { WebSocket } from "ws";
 import { afterEach, describe, expect, it } from "vitest";
 import { TransportError } from "./errors.ts";
@@ -143,6 +145,58 @@ describe("WebSocket provider on 127.0.0.1", () => {
     );
     expect((await big.closed).error?.code).toBe("FrameTooLarge");
     await client.close();
+  });
+
+  it("sends ciphertext-only frames with a zero masking key (ws skips the XOR), others with a random one", async () => {
+    // A bare TCP server that answers the upgrade and keeps the client's first frame as sent.
+    const firstFrame = async (ciphertextOnly: boolean) => {
+      const server = createNetServer();
+      const sockets: Socket[] = [];
+      const got = new Promise<Buffer>((resolve) => {
+        server.once("connection", (socket) => {
+          sockets.push(socket);
+          let buf = Buffer.alloc(0);
+          let upgraded = false;
+          socket.on("data", (chunk: Buffer) => {
+            buf = Buffer.concat([buf, chunk]);
+            if (!upgraded) {
+              const end = buf.indexOf("\r\n\r\n");
+              if (end < 0) return;
+              const key = /Sec-WebSocket-Key: (\S+)/i.exec(buf.toString("latin1"))?.[1] ?? "";
+              const accept = createHash("sha1")
+                .update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+                .digest("base64");
+              socket.write(
+                `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+              );
+              buf = buf.subarray(end + 4);
+              upgraded = true;
+            }
+            // 2-byte header, 4-byte masking key, 6-byte payload.
+            if (buf.length >= 12) resolve(buf.subarray(0, 12));
+          });
+        });
+      });
+      server.listen(0, "127.0.0.1");
+      await once(server, "listening");
+      const { port } = server.address() as AddressInfo;
+      const t = await websocketConnector({ url: `ws://127.0.0.1:${port}`, ciphertextOnly })();
+      await t.send(Buffer.from("secret"));
+      const frame = await got;
+      for (const socket of sockets) socket.destroy();
+      server.close();
+      await t.close().catch(() => undefined);
+      return frame;
+    };
+    const zero = await firstFrame(true);
+    expect(zero[0]).toBe(0x82); // FIN, binary
+    expect(zero[1]).toBe(0x80 | 6); // masked (as RFC 6455 requires of a client), 6 bytes
+    expect([...zero.subarray(2, 6)]).toEqual([0, 0, 0, 0]);
+    expect(zero.subarray(6).toString()).toBe("secret");
+    const random = await firstFrame(false);
+    expect(random[1]).toBe(0x80 | 6);
+    expect(random.readUInt32BE(2)).not.toBe(0);
+    expect(random.subarray(6).toString()).not.toBe("secret");
   });
 
   it("closes a connection that sends a text message with BadFrame", async () => {

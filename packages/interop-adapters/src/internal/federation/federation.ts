@@ -181,6 +181,7 @@ class PartnerLink {
         url: this.partner.url,
         pingIntervalMs: 10_000,
         connectTimeoutMs: this.fed.options.requestTimeoutMs ?? 15_000,
+        ciphertextOnly: true,
       })();
       secure = await noiseInitiator(raw, {
         staticKeyPair: o.staticKeyPair,
