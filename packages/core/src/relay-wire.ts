@@ -294,6 +294,13 @@ class NotHot extends Error {}
 const NOT_HOT = new NotHot("not a hot-path frame");
 /** Decodes bytes already checked to be ASCII (which Latin-1, or Windows-1252 as WHATWG has it, maps one to one). */
 const LATIN1 = new TextDecoder("latin1");
+/**
+ * Up to this length an ASCII string is built a character at a time (V8 copies such short
+ * strings flat, and a decoder call costs more); a longer one, such as a UUID message id, is
+ * decoded in one piece, since appending would build a chain of V8 cons strings that every later
+ * use flattens and every survivor of a minor GC drags along.
+ */
+const SHORT_STRING = 12;
 
 /** A reader over `buf[pos, end)` that gives up (throws NOT_HOT) on anything unusual. */
 class Reader {
@@ -342,11 +349,17 @@ class Reader {
   /** A string field: ASCII only (ids are), else NOT_HOT for protobuf-es to decode. */
   ascii(): string {
     const [start, end] = this.span();
-    for (let i = start; i < end; i++) if ((this.buf[i] ?? 0) >= 0x80) throw NOT_HOT;
-    // Decoded in one piece: built a character at a time, a string of 13 or more characters
-    // (a UUID message id) is a chain of 20-odd V8 cons strings, which every later use flattens
-    // and every survivor of a minor GC drags along.
-    return LATIN1.decode(this.buf.subarray(start, end));
+    if (end - start > SHORT_STRING) {
+      for (let i = start; i < end; i++) if ((this.buf[i] ?? 0) >= 0x80) throw NOT_HOT;
+      return LATIN1.decode(this.buf.subarray(start, end));
+    }
+    let s = "";
+    for (let i = start; i < end; i++) {
+      const c = this.buf[i] ?? 0;
+      if (c >= 0x80) throw NOT_HOT;
+      s += String.fromCharCode(c);
+    }
+    return s;
   }
   bytes(): Uint8Array {
     const [start, end] = this.span();

@@ -23,6 +23,12 @@ interface PendingWrite {
 const GROUP_COMMIT_MAX = 1024;
 
 /**
+ * Acknowledgements of up to this many seqs delete row by row; larger ones in one statement,
+ * which saves a call into SQLite per seq (about 0.4 µs a message with batches of 100).
+ */
+const ACK_ONE_BY_ONE = 4;
+
+/**
  * Rows `expire` looks at per transaction. SQLite has one writer: a short transaction followed by
  * a turn of the event loop keeps a large backlog from blocking submissions for seconds.
  */
@@ -63,6 +69,10 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
       "SELECT seq, envelope, enqueued_at FROM queue WHERE dev = ? AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
     ),
     ackOne: db.prepare<[number, number]>("DELETE FROM queue WHERE seq = ? AND dev = ?"),
+    // A batch of seqs (a JSON array) in one statement: each is still an index lookup.
+    ackMany: db.prepare<[number, string]>(
+      "DELETE FROM queue WHERE dev = ? AND seq IN (SELECT value FROM json_each(?))",
+    ),
     // Expiry has no index of its own (each would cost every message another b-tree write): it
     // walks each table in key order, a range of EXPIRE_BATCH rows per transaction.
     queueRangeEnd: db.prepare<[number, number], { hi: number | null }>(
@@ -112,6 +122,7 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
   const ackOne = (accountId: string, deviceId: number, seqs: number[]) => {
     const dev = ctx.devKey(accountId, deviceId);
     if (dev === undefined) return 0;
+    if (seqs.length > ACK_ONE_BY_ONE) return q.ackMany.run(dev, JSON.stringify(seqs)).changes;
     let deleted = 0;
     for (const seq of seqs) deleted += q.ackOne.run(seq, dev).changes;
     return deleted;

@@ -509,6 +509,25 @@ export function describeServerStoreContract(name: string, open: () => Promise<Se
         expect(await store.ack(accountId, 1, [])).toBe(0);
       });
 
+      it("acknowledges a large batch of seqs: only the device's own, each once", async () => {
+        const { accountId } = await account();
+        await companion(accountId);
+        const mine = await store.enqueue(
+          Array.from({ length: 12 }, () => copy(accountId, 1)),
+          opts(),
+        );
+        const theirs = await store.enqueue([copy(accountId, 2), copy(accountId, 2)], opts());
+        expect(await store.ack(accountId, 2, mine.seqs)).toBe(0);
+        const some = mine.seqs.slice(0, 8);
+        expect(await store.ack(accountId, 1, [...some, ...some, ...theirs.seqs, 999_999_999])).toBe(
+          8,
+        );
+        expect((await store.fetchQueue(accountId, 1, 0, 20)).map((m) => m.seq)).toEqual(
+          mine.seqs.slice(8),
+        );
+        expect(await store.fetchQueue(accountId, 2, 0, 20)).toHaveLength(2);
+      });
+
       it("expires messages past their expiry and keeps the rest", async () => {
         const { accountId } = await account();
         await store.enqueue([copy(accountId, 1), copy(accountId, 1)], opts({ expiresAt: T0 + 10 }));
