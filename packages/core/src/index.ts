@@ -152,7 +152,7 @@ export {
   type SrtpSessionKeys,
 } from "./internal/call-keys.ts";
 export { PADDING_BLOCK_BYTES, padPlaintext, unpadPlaintext } from "./internal/padding.ts";
-export { newMessageId } from "./internal/message-id.ts";
+export { messageIdAt, newMessageId } from "./internal/message-id.ts";
 
 export {
   BLOB_CHUNK_SIZE,

@@ -9,11 +9,11 @@ import {
   type GroupNotice,
   type StoredMessage,
 } from "@pairwise/client";
-import type { KeyValueStore } from "@pairwise/core";
+import { messageIdAt, type KeyValueStore } from "@pairwise/core";
 import type { Logger } from "pino";
 import { BotApi, type ApiCaller } from "./api.ts";
 import { BotStore } from "./bot-store.ts";
-import { performCall, uuidFrom } from "./device-calls.ts";
+import { performCall } from "./device-calls.ts";
 import { ChatQueue } from "./chat-queue.ts";
 import { Composer, runComposer, type CommandInfo, type Middleware } from "./composer.ts";
 import { Context } from "./context.ts";
@@ -546,8 +546,11 @@ export class Bot extends EventEmitter<{ change: [] }> {
         effects: {
           get: (n) => store.effect(key, n),
           put: (n, result) => store.putEffect(key, n, result),
+          // The same id each time this handling runs (the relay then drops a repeat), in the
+          // update's time, so that a bot's replies sort by time as clients' ids do.
           messageId: (n) =>
-            uuidFrom(
+            messageIdAt(
+              updateTime(update),
               createHash("sha256")
                 .update(
                   `${me?.accountId ?? ""}\u0000${String(me?.deviceId ?? 0)}\u0000${key}\u0000${String(n)}`,
@@ -642,5 +645,17 @@ export class Bot extends EventEmitter<{ change: [] }> {
     await device?.close().catch(() => undefined);
     await this.lifecycle?.catch(() => undefined);
     this.store?.close();
+  }
+}
+
+/** When an update happened, as its sender or the relay stated it (ms). */
+function updateTime(update: Update): number {
+  switch (update.kind) {
+    case "message":
+      return update.message.timestamp;
+    case "receipt":
+      return update.receipt.timestamp;
+    case "group":
+      return update.group.timestamp;
   }
 }

@@ -6,12 +6,6 @@ import { markRead, sendGroupText, type PairwiseDevice } from "@pairwise/client";
 import { newMessageId } from "@pairwise/core";
 import type { ApiCalls } from "./api.ts";
 
-/** Formats the first 16 bytes of a hash as a UUID-shaped message id. */
-export function uuidFrom(hash: Buffer): string {
-  const h = hash.toString("hex");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
-}
-
 const opt = <K extends string, V>(key: K, value: V | undefined) =>
   (value !== undefined ? { [key]: value } : {}) as Partial<Record<K, V>>;
 

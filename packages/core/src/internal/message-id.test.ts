@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { newMessageId } from "./message-id.ts";
+import { createHash } from "node:crypto";
+import { CoreError } from "./errors.ts";
+import { messageIdAt, newMessageId } from "./message-id.ts";
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const msOf = (id: string) => parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
@@ -40,5 +42,31 @@ describe("newMessageId", () => {
     expect(new Set(tails).size).toBe(tails.length);
     // The variant nibble is 8-b; the rest of the tail's hex digits all occur.
     expect(new Set(tails.join("").replaceAll("-", ""))).toHaveProperty("size", 16);
+  });
+});
+
+describe("messageIdAt", () => {
+  const seed = (s: string) => createHash("sha256").update(s).digest();
+
+  it("is the same id for the same time and seed, a version 7 UUID carrying that time", () => {
+    const id = messageIdAt(1_700_000_000_123, seed("update-1|0"));
+    expect(id).toMatch(UUID_V7);
+    expect(msOf(id)).toBe(1_700_000_000_123);
+    expect(messageIdAt(1_700_000_000_123, seed("update-1|0"))).toBe(id);
+    expect(messageIdAt(1_700_000_000_123, seed("update-1|1"))).not.toBe(id);
+  });
+
+  it("sorts by time whatever the seeds", () => {
+    const ids = [5, 6, 7_000, 7_001].map((ms, i) =>
+      messageIdAt(1_700_000_000_000 + ms, seed(`s${i}`)),
+    );
+    expect([...ids].sort()).toEqual(ids);
+  });
+
+  it("clamps a time outside the 48-bit field and refuses a short seed", () => {
+    expect(msOf(messageIdAt(-5, seed("a")))).toBe(0);
+    expect(msOf(messageIdAt(Number.NaN, seed("a")))).toBe(0);
+    expect(messageIdAt(2 ** 60, seed("a")).slice(0, 13)).toBe("ffffffff-ffff");
+    expect(() => messageIdAt(1, new Uint8Array(9))).toThrow(CoreError);
   });
 });

@@ -1,4 +1,5 @@
 import { randomFillSync } from "node:crypto";
+import { CoreError } from "./errors.ts";
 
 /**
  * Random bytes are drawn in blocks and handed out 10 at a time (what one id takes): one call
@@ -56,5 +57,26 @@ export function newMessageId(now: number = Date.now()): string {
   pool.copy(scratch, 8, r + 2, r + 10);
   scratch.writeUInt8(0x80 | (scratch.readUInt8(8) & 0x3f), 8); // the RFC 9562 variant
   const h = scratch.toString("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/**
+ * A message id fixed by its inputs: a UUID version 7 whose time is `ms` (clamped to the 48 bits
+ * the field holds) and whose other 74 bits are the first bytes of `seed` (at least 10 bytes, e.g.
+ * a hash of what makes the message unique). For ids that a retried operation must make again
+ * identically, such as a bot's reply to one update, yet that sort by time like
+ * {@link newMessageId}'s.
+ *
+ * Throws `CoreError("InvalidArgument")` for a seed shorter than 10 bytes.
+ */
+export function messageIdAt(ms: number, seed: Uint8Array): string {
+  if (seed.length < 10) throw new CoreError("InvalidArgument", "a message id seed needs 10 bytes");
+  const time = Number.isFinite(ms) ? Math.min(Math.max(Math.floor(ms), 0), 2 ** 48 - 1) : 0;
+  const b = Buffer.alloc(16);
+  b.writeUIntBE(time, 0, 6);
+  b.set(seed.subarray(0, 10), 6);
+  b.writeUInt8(0x70 | (b.readUInt8(6) & 0x0f), 6); // version 7
+  b.writeUInt8(0x80 | (b.readUInt8(8) & 0x3f), 8); // the RFC 9562 variant
+  const h = b.toString("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
