@@ -2,8 +2,8 @@ import {
   createHistorySyncParts,
   encodeHistoryBundle,
   openHistorySyncParts,
-  type HistoryBundleInit,
   newMessageId,
+  type HistoryBundleInit,
 } from "@pairwise/core";
 import type { HistorySyncNotification } from "@pairwise/core/proto";
 import type { PairwiseDevice } from "./device.ts";

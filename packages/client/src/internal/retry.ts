@@ -1,7 +1,11 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ContentSchema, type Content } from "@pairwise/core/proto";
-import { newMessageId } from "@pairwise/core";
-import type { ContentInit, DeviceAddress, StateTransaction } from "@pairwise/core";
+import {
+  newMessageId,
+  type ContentInit,
+  type DeviceAddress,
+  type StateTransaction,
+} from "@pairwise/core";
 import type { PairwiseDevice } from "./device.ts";
 import { syncCopyOf } from "./sync-copy.ts";
 

@@ -1,12 +1,12 @@
 import {
   decodePreKeyBundle,
   encryptContents,
+  newMessageId,
   verifyDevices,
   type ContentInit,
   type EncryptTarget,
   type StateTransaction,
   type TrustedDevice,
-  newMessageId,
 } from "@pairwise/core";
 import type { PairwiseDevice } from "./device.ts";
 import { ClientError } from "./errors.ts";

@@ -26,9 +26,10 @@ const scratch = Buffer.alloc(16);
  * Why time-ordered rather than random (`crypto.randomUUID`): the relay keeps a sender's message
  * ids for deduplication in a B-tree keyed (sender, id), and a device store keys its outbox by
  * id; ids that grow with time are written at the end of the sender's range, a page at a time,
- * where random ones land on a different page each. On the relay bench's SQLite server random ids
- * took 31-35 µs of server CPU per message against 17-24 µs for ordered ones. The id shows when
- * the message was made, which its envelope's timestamp already tells the same parties.
+ * where random ones land on a different page each. The relay's SQLite statements for a message
+ * (dedup claim, queue insert, ack) took 19.8-20.7 µs with random UUIDs against 8.2-10.1 µs with
+ * these, timed alone. The id shows when the message was made, which its envelope's timestamp
+ * already tells the same parties.
  *
  * `now` is for tests; ids of one process increase as long as it passes a non-decreasing time.
  */
@@ -56,8 +57,7 @@ export function newMessageId(now: number = Date.now()): string {
   scratch.writeUInt16BE(0x7000 | counter, 6); // version 7, then the counter
   pool.copy(scratch, 8, r + 2, r + 10);
   scratch.writeUInt8(0x80 | (scratch.readUInt8(8) & 0x3f), 8); // the RFC 9562 variant
-  const h = scratch.toString("hex");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return uuidString(scratch);
 }
 
 /**
@@ -77,6 +77,11 @@ export function messageIdAt(ms: number, seed: Uint8Array): string {
   b.set(seed.subarray(0, 10), 6);
   b.writeUInt8(0x70 | (b.readUInt8(6) & 0x0f), 6); // version 7
   b.writeUInt8(0x80 | (b.readUInt8(8) & 0x3f), 8); // the RFC 9562 variant
-  const h = b.toString("hex");
+  return uuidString(b);
+}
+
+/** 16 bytes in the UUID text form: lowercase hex, grouped 8-4-4-4-12. */
+function uuidString(bytes: Buffer): string {
+  const h = bytes.toString("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
