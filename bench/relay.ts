@@ -1,8 +1,9 @@
 // npm run bench -- relay
-// Floor: a plain ws relay forwarding 200-byte frames between two sockets. Then the Pairwise relay
-// (its own process, SQLite durable queue): submit -> deliver -> acknowledge, end to end; p50/p99
-// latency at half the peak rate; server memory per idle authenticated connection; and, as a
-// diagnostic, the server's CPU time per message at peak (its cost, apart from the CPU it was given).
+// Floor: a plain ws relay forwarding 200-byte frames between two sockets, timed in turn with the
+// Pairwise relay (its own process, SQLite durable queue): submit -> deliver -> acknowledge, end
+// to end. Then p50/p99 latency at half the peak rate; server memory per idle authenticated
+// connection; and, as a diagnostic, the server's CPU time per message at peak (its cost, apart
+// from the CPU it was given).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,12 +19,13 @@ import { cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
 const FRAME = 200;
 const FLOOR_MESSAGES = 100_000;
 /**
- * Timed runs of each side; each side's rate is the median of its runs (one short run of either
- * swung by a third from run to run on this kind of machine). The same statistic on both sides:
- * the floor's best run against Pairwise's median run made the ratio lower the more the machine
- * varied, whatever the relay did.
+ * Timed runs of each side, taken in turn (floor, relay, floor, relay, ...) so that both sides
+ * see the machine as it is at that moment: measured one side after the other, the floor's CPU
+ * time per frame moved between 12.4 and 17.1 µs from one bench run to the next on this kind of
+ * machine, and with it the ratio, whatever the relay did. Each side's rate is the median of its
+ * runs (one short run of either swung by a third); the same statistic on both sides.
  */
-const RUNS = 3;
+const RUNS = 5;
 const RELAY_MESSAGES = 30_000;
 /** Untimed messages first, through both relays, so both are measured with their code optimised. */
 const WARMUP_MESSAGES = 6_000;
@@ -41,7 +43,8 @@ const open = (url: string) =>
     ws.once("error", reject);
   });
 
-async function floor(): Promise<{ perS: number; runs: number[]; cpuUs: number }> {
+/** The floor: a plain ws relay process and two sockets through it, ready for timed runs. */
+async function startFloor() {
   const { child, match } = await startProcess(
     ["bench/relay-floor-server.ts"],
     /^listening on (\d+)$/,
@@ -51,6 +54,7 @@ async function floor(): Promise<{ perS: number; runs: number[]; cpuUs: number }>
   const b = await open(url);
   await new Promise((r) => setTimeout(r, 100));
   const frame = randomBytes(FRAME);
+  /** Frames per second through the floor; adds both sides' CPU time to `cpuMs`. */
   const run = async (count: number) => {
     let got = 0;
     const done = new Promise<void>((resolve) => {
@@ -61,28 +65,30 @@ async function floor(): Promise<{ perS: number; runs: number[]; cpuUs: number }>
       };
       b.on("message", onMessage);
     });
+    const cpuBefore = cpuMs(child.pid!) + cpuMs(process.pid);
     const start = nowMs();
     for (let i = 0; i < count; i++) {
       a.send(frame);
       if (a.bufferedAmount > 1 << 20) await new Promise((r) => setTimeout(r, 1));
     }
     await done;
-    return count / ((nowMs() - start) / 1000);
+    const perS = count / ((nowMs() - start) / 1000);
+    floorRun.cpuMs += cpuMs(child.pid!) + cpuMs(process.pid) - cpuBefore;
+    return perS;
   };
-  await run(WARMUP_MESSAGES);
-  const runs: number[] = [];
-  const cpuBefore = cpuMs(child.pid!) + cpuMs(process.pid);
-  for (let i = 0; i < RUNS; i++) runs.push(await run(FLOOR_MESSAGES));
-  // Both sides' CPU per frame (the floor server and this process), as for the relay below.
-  const cpuUs =
-    ((cpuMs(child.pid!) + cpuMs(process.pid) - cpuBefore) * 1000) / (RUNS * FLOOR_MESSAGES);
-  a.close();
-  b.close();
-  child.kill("SIGTERM");
-  return { perS: percentile(runs, 50), runs, cpuUs };
+  const floorRun = {
+    run,
+    cpuMs: 0,
+    close() {
+      a.close();
+      b.close();
+      child.kill("SIGTERM");
+    },
+  };
+  return floorRun;
 }
 
-async function pairwise() {
+async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   const dataDir = mkdtempSync(join(tmpdir(), "pairwise-bench-relay-"));
   const relay = await startRelayProcess(dataDir);
   const child = relay.child;
@@ -129,19 +135,30 @@ async function pairwise() {
   await serverLag();
   const { arrived, submit, waitArrived } = load;
   await load.peak(WARMUP_MESSAGES);
+  await floor.run(WARMUP_MESSAGES);
   const runs: number[] = [];
-  const cpuBefore = cpuMs(child.pid!);
-  const loadCpuBefore = cpuMs(process.pid);
+  const floorRuns: number[] = [];
+  let serverCpuMs = 0;
+  let loadCpuMs = 0;
   for (let i = 0; i < RUNS; i++) {
+    floorRuns.push(await floor.run(FLOOR_MESSAGES));
+    const serverBefore = cpuMs(child.pid!);
+    const loadBefore = cpuMs(process.pid);
     mark("peak");
     runs.push(await load.peak(RELAY_MESSAGES));
     mark("peak-end");
+    serverCpuMs += cpuMs(child.pid!) - serverBefore;
+    loadCpuMs += cpuMs(process.pid) - loadBefore;
   }
+  floor.close();
   // What a message costs the server, whatever else the machine was doing at the time.
-  const serverCpuUs = ((cpuMs(child.pid!) - cpuBefore) * 1000) / (RUNS * RELAY_MESSAGES);
+  const serverCpuUs = (serverCpuMs * 1000) / (RUNS * RELAY_MESSAGES);
   // And what it costs the load (the devices' side, in this process), which shares the cores.
-  const loadCpuUs = ((cpuMs(process.pid) - loadCpuBefore) * 1000) / (RUNS * RELAY_MESSAGES);
+  const loadCpuUs = (loadCpuMs * 1000) / (RUNS * RELAY_MESSAGES);
   const relayPerS = percentile(runs, 50);
+  // The floor's CPU per frame: its server and this process, over its timed runs.
+  const floorCpuUs = (floor.cpuMs * 1000) / (RUNS * FLOOR_MESSAGES);
+  const floorPerS = percentile(floorRuns, 50);
 
   // Latency at half the peak rate: paced sends, submit-to-push time per message.
   const rate = relayPerS / 2;
@@ -183,17 +200,31 @@ async function pairwise() {
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
   rmSync(dataDir, { recursive: true, force: true });
-  return { relayPerS, runs, rate, latencies, bytesPerIdle, serverCpuUs, loadCpuUs, stalls };
+  return {
+    floorPerS,
+    floorRuns,
+    floorCpuUs,
+    relayPerS,
+    runs,
+    rate,
+    latencies,
+    bytesPerIdle,
+    serverCpuUs,
+    loadCpuUs,
+    stalls,
+  };
 }
 
 /** A median rate as printed, with the runs it was taken from. */
 const medianOf = (median: number, runs: number[]) =>
   `${Math.round(median)} (median of ${runs.map((x) => Math.round(x)).join(", ")})`;
 
-const { perS: floorPerS, runs: floorRuns, cpuUs: floorCpuUs } = await floor();
-line("floor: plain ws relay", medianOf(floorPerS, floorRuns), "frames/s");
-line("  floor CPU per frame (its server and this process)", floorCpuUs, "µs");
-const r = await pairwise();
+// The floor's process starts first; its timed runs come in turn with the relay's (see RUNS).
+const floor = await startFloor();
+const r = await pairwise(floor);
+const { floorPerS } = r;
+line("floor: plain ws relay", medianOf(floorPerS, r.floorRuns), "frames/s");
+line("  floor CPU per frame (its server and this process)", r.floorCpuUs, "µs");
 line("pairwise relay submit->deliver->ack", medianOf(r.relayPerS, r.runs), "messages/s");
 line("server CPU per message at peak (all its threads)", r.serverCpuUs, "µs");
 line("load CPU per message at peak (sender and receiver)", r.loadCpuUs, "µs");
