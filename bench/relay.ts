@@ -133,7 +133,7 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   // request to a process deoptimises the stream code its WebSocket traffic shares (other object
   // shapes), and taken only just before the latency phase that was what the phase measured.
   await serverLag();
-  const { arrived, submit, waitArrived } = load;
+  const { submit, waitArrived } = load;
   await load.peak(WARMUP_MESSAGES);
   await floor.run(WARMUP_MESSAGES);
   const runs: number[] = [];
@@ -163,14 +163,15 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   // Latency at half the peak rate: paced sends, submit-to-push time per message.
   const rate = relayPerS / 2;
   const latencyMessages = Math.round(rate * LATENCY_SECONDS);
-  arrived.clear();
+  // Kept light (typed arrays of send and arrival times, a count of answers, no array of
+  // promises): the load's own garbage collections land in the figures too. Each id is made as it
+  // is sent, as clients make them (made all at once just before the phase, with their index, the
+  // load's event loop stalled for up to 53 ms at its start).
+  const { at: arrivedAt, expect } = load.record(latencyMessages);
+  const sentAt = new Float64Array(latencyMessages);
   await serverLag();
   const loadLag = monitorEventLoopDelay({ resolution: 1 });
   loadLag.enable();
-  // Kept light (a typed array of send times, a count of answers, no array of promises): the
-  // sender's own garbage collections land in the figures too.
-  const sentAt = new Float64Array(latencyMessages);
-  const ids = Array.from({ length: latencyMessages }, () => "");
   let answered = 0;
   let failed: unknown;
   mark("latency");
@@ -180,7 +181,9 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
     const wait = due - nowMs();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     sentAt[i] = nowMs();
-    submit((ids[i] = newMessageId())).then(
+    const id = newMessageId();
+    expect(id, i);
+    submit(id).then(
       () => answered++,
       (err: unknown) => (failed = err),
     );
@@ -191,7 +194,9 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   if (failed !== undefined) throw new Error("a latency submission failed", { cause: failed });
   await waitArrived(latencyMessages);
   mark("latency-end");
-  const latencies = Array.from(sentAt, (t, i) => arrived.get(ids[i]!)! - t);
+  const latencies = Array.from(sentAt, (t, i) => arrivedAt[i]! - t);
+  if (latencies.some((l) => Number.isNaN(l)))
+    throw new Error("a latency message was missing when the count of arrivals was reached");
   loadLag.disable();
   const stalls = { serverMs: await serverLag(), loadMs: loadLag.max / 1e6 };
 
