@@ -7,11 +7,19 @@ import { createInterface } from "node:readline";
 
 const root = join(import.meta.dirname, "..");
 
+/**
+ * Node flags the servers run with, as apps/server's README says to deploy the relay ("Running
+ * it"): 32 MB semi-spaces. Given to the floors' servers too, so that a floor and the server it
+ * is compared with run on the same runtime settings.
+ */
+export const SERVER_NODE_ARGS = ["--max-semi-space-size=32"];
+
 /** Runs an entry (a .ts one through tsx) from the repo root and waits for a stdout line matching `ready`. */
 export async function startProcess(
   args: string[],
   ready: RegExp,
   env: NodeJS.ProcessEnv = process.env,
+  nodeArgs: string[] = [],
 ): Promise<{ child: ChildProcess; match: RegExpMatchArray }> {
   const prof = process.env.BENCH_CPU_PROF
     ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_CPU_PROF]
@@ -21,7 +29,7 @@ export async function startProcess(
   // BENCH_NODE_ARGS (e.g. "--trace-gc"): extra Node flags for the children, whose stdout is
   // then copied to stderr, each line prefixed with the child's pid.
   const extra = process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...prof, ...extra, ...tsx, ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, ...prof, ...extra, ...tsx, ...args], {
     cwd: root,
     env,
     stdio: ["ignore", "pipe", "inherit"],
@@ -42,7 +50,7 @@ export async function startProcess(
   return { child, match };
 }
 
-/** Starts `pairwise-server` (the built one, as in production) on a loopback port in `dataDir`; returns its URL, pinned key and process. */
+/** Starts `pairwise-server` (the built one, with the Node flags production uses) on a loopback port in `dataDir`; returns its URL, pinned key and process. */
 export async function startRelayProcess(
   dataDir: string,
   options: { args?: string[]; env?: NodeJS.ProcessEnv } = {},
@@ -60,6 +68,7 @@ export async function startRelayProcess(
     ],
     /^listening on (ws:\/\/[^\s]+)$/,
     { ...process.env, ...options.env },
+    SERVER_NODE_ARGS,
   );
   const url = match[1]!;
   const keyText = await (await fetch(url.replace("ws://", "http://") + "/server-key")).text();

@@ -14,7 +14,7 @@ import { newMessageId } from "@pairwise/core";
 import { TestDevice, connect } from "../apps/server/test/support.ts";
 import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
 import { CORES, cpuBudgetUs, emitResult, line, mark, nowMs, percentile, round } from "./harness.ts";
-import { cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
+import { SERVER_NODE_ARGS, cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
 
 const FRAME = 200;
 const FLOOR_MESSAGES = 100_000;
@@ -48,6 +48,8 @@ async function startFloor() {
   const { child, match } = await startProcess(
     ["bench/relay-floor-server.ts"],
     /^listening on (\d+)$/,
+    process.env,
+    SERVER_NODE_ARGS,
   );
   const url = `ws://127.0.0.1:${match[1]}`;
   const a = await open(url);

@@ -5,7 +5,8 @@
 // with 32 MB semi-spaces (`--max-semi-space-size=32` in package.json's script; V8's default here
 // is 16): the relay load keeps a window of requests in flight, and with the default young
 // generation its scavenges averaged 4.4-6.4 ms, one every ~55 ms, at peak. The servers under
-// test (and the floors' servers) run in their own processes with Node's defaults.
+// test, and the floors' servers, run in their own processes with the flags the relay is deployed
+// with (processes.ts).
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";

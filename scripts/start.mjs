@@ -64,9 +64,15 @@ const pairwise = (home, ...args) =>
 
 mkdirSync(data, { recursive: true, mode: 0o700 });
 
-// 1. The relay.
+// 1. The relay, with the Node flags apps/server's README says to deploy it with.
 const serverUrl = await start(
-  ["apps/server/dist/cli.js", "--data", join(data, "server"), ...process.argv.slice(2)],
+  [
+    "--max-semi-space-size=32",
+    "apps/server/dist/cli.js",
+    "--data",
+    join(data, "server"),
+    ...process.argv.slice(2),
+  ],
   /^listening on (ws:\/\/\S+)$/,
   "pairwise-server",
 );
