@@ -1,6 +1,7 @@
 // The relay benchmarks' load: Alice submits 200-byte copies to Bob with a window of outstanding
 // submissions, under message ids made as clients make them (time-ordered, newMessageId); Bob
-// receives the pushes and acknowledges in batches, recording when each arrived.
+// receives the pushes, counts them and acknowledges in batches (arrival times only of the
+// messages `record` names).
 // Alice and Bob may be connected to different relay nodes (the cluster benchmark).
 import { randomBytes } from "node:crypto";
 import { newMessageId } from "@pairwise/core";
