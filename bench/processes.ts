@@ -14,13 +14,22 @@ const root = join(import.meta.dirname, "..");
  */
 export const SERVER_NODE_ARGS = ["--max-semi-space-size=32"];
 
-/** Runs an entry (a .ts one through tsx) from the repo root and waits for a stdout line matching `ready`. */
+/**
+ * Runs an entry (a .ts one through tsx) from the repo root and waits for a stdout line matching
+ * `ready`. `waitLine` waits (bounded) for a later line; `stdin: true` leaves the child's stdin open
+ * for commands (it sees its end when this process closes it or exits).
+ */
 export async function startProcess(
   args: string[],
   ready: RegExp,
   env: NodeJS.ProcessEnv = process.env,
   nodeArgs: string[] = [],
-): Promise<{ child: ChildProcess; match: RegExpMatchArray }> {
+  options: { stdin?: boolean } = {},
+): Promise<{
+  child: ChildProcess;
+  match: RegExpMatchArray;
+  waitLine: (pattern: RegExp, timeoutMs?: number) => Promise<RegExpMatchArray>;
+}> {
   const prof = process.env.BENCH_CPU_PROF
     ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_CPU_PROF]
     : [];
@@ -32,22 +41,38 @@ export async function startProcess(
   const child = spawn(process.execPath, [...nodeArgs, ...prof, ...extra, ...tsx, ...args], {
     cwd: root,
     env,
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: [options.stdin ? "pipe" : "ignore", "pipe", "inherit"],
   });
-  const lines = createInterface({ input: child.stdout });
-  const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("process did not start")), 30_000);
-    lines.on("line", (l) => {
-      if (extra.length > 0) process.stderr.write(`[${String(child.pid)}] ${l}\n`);
-      const m = ready.exec(l);
-      if (m) {
+  const lines = createInterface({ input: child.stdout! });
+  lines.on("line", (l) => {
+    if (extra.length > 0) process.stderr.write(`[${String(child.pid)}] ${l}\n`);
+  });
+  const waitLine = (pattern: RegExp, timeoutMs = 30_000) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const done = () => {
         clearTimeout(timer);
+        lines.off("line", onLine);
+        child.off("exit", onExit);
+      };
+      const onLine = (l: string) => {
+        const m = pattern.exec(l);
+        if (!m) return;
+        done();
         resolve(m);
-      }
+      };
+      const onExit = () => {
+        done();
+        reject(new Error(`${args[0]} exited`));
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${args[0]}: no line matching ${String(pattern)} in ${timeoutMs} ms`));
+      }, timeoutMs);
+      lines.on("line", onLine);
+      child.once("exit", onExit);
     });
-    child.once("exit", () => reject(new Error("process exited")));
-  });
-  return { child, match };
+  const match = await waitLine(ready);
+  return { child, match, waitLine };
 }
 
 /** Starts `pairwise-server` (the built one, with the Node flags production uses) on a loopback port in `dataDir`; returns its URL, pinned key and process. */

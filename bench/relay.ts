@@ -11,7 +11,6 @@ import { randomBytes } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import WebSocket from "ws";
 import { newMessageId } from "@pairwise/core";
-import { TestDevice, connect } from "../apps/server/test/support.ts";
 import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
 import { CORES, cpuBudgetUs, emitResult, line, mark, nowMs, percentile, round } from "./harness.ts";
 import { SERVER_NODE_ARGS, cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
@@ -102,23 +101,30 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   // connections unseen). The devices are registered first (their rows and the database's page
   // cache are not connection memory); a first batch of connections is opened and not counted
   // (the first ones also make V8 grow its young generation and compile the connection code,
-  // once per process), then the measured batch; all stay open, idle, through the load.
-  const idle: TestDevice[] = [];
-  for (let i = 0; i < IDLE_WARMUP_CONNECTIONS + IDLE_CONNECTIONS; i++) {
-    const d = await TestDevice.register(server, `idle-${i}`, { oneTime: 1 });
-    await d.conn.close();
-    idle.push(d);
-  }
+  // once per process), then the measured batch; all stay open, idle, through the load. Their
+  // client side runs in a process of its own (relay-idle.ts), apart from the load's.
+  const idle = await startProcess(
+    [
+      "bench/relay-idle.ts",
+      relay.url,
+      Buffer.from(relay.publicKey).toString("base64url"),
+      String(IDLE_WARMUP_CONNECTIONS + IDLE_CONNECTIONS),
+    ],
+    /^registered \d+$/,
+    process.env,
+    [],
+    { stdin: true },
+  );
+  const connectIdle = async (n: number) => {
+    idle.child.stdin!.write(`connect ${n}\n`);
+    await idle.waitLine(/^connected \d+$/, 60_000);
+  };
   const settle = () => new Promise((r) => setTimeout(r, 2000));
   await settle();
-  for (const d of idle.slice(0, IDLE_WARMUP_CONNECTIONS)) {
-    d.conn = await connect(server, d.noiseKeys, () => undefined);
-  }
+  await connectIdle(IDLE_WARMUP_CONNECTIONS);
   await settle();
   const before = rssKb(child.pid!);
-  for (const d of idle.slice(IDLE_WARMUP_CONNECTIONS)) {
-    d.conn = await connect(server, d.noiseKeys, () => undefined);
-  }
+  await connectIdle(IDLE_CONNECTIONS);
   await settle();
   const after = rssKb(child.pid!);
   const bytesPerIdle = ((after - before) * 1024) / IDLE_CONNECTIONS;
@@ -216,7 +222,8 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   const stalls = { serverMs: await serverLag(), loadMs: loadLag.max / 1e6 };
 
   await load.close();
-  for (const d of idle) await d.conn.close().catch(() => undefined);
+  idle.child.stdin!.end();
+  await new Promise((r) => idle.child.once("exit", r));
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
   rmSync(dataDir, { recursive: true, force: true });
