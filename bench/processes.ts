@@ -16,15 +16,16 @@ export const SERVER_NODE_ARGS = ["--max-semi-space-size=32"];
 
 /**
  * Runs an entry (a .ts one through tsx) from the repo root and waits for a stdout line matching
- * `ready`. `waitLine` waits (bounded) for a later line; `stdin: true` leaves the child's stdin open
- * for commands (it sees its end when this process closes it or exits).
+ * `ready` for `readyTimeoutMs` (default 30 s). `waitLine` waits (bounded) for a later line;
+ * `stdin: true` leaves the child's stdin open for commands (it sees its end when this process
+ * closes it or exits).
  */
 export async function startProcess(
   args: string[],
   ready: RegExp,
   env: NodeJS.ProcessEnv = process.env,
   nodeArgs: string[] = [],
-  options: { stdin?: boolean } = {},
+  options: { stdin?: boolean; readyTimeoutMs?: number } = {},
 ): Promise<{
   child: ChildProcess;
   match: RegExpMatchArray;
@@ -71,7 +72,7 @@ export async function startProcess(
       lines.on("line", onLine);
       child.once("exit", onExit);
     });
-  const match = await waitLine(ready);
+  const match = await waitLine(ready, options.readyTimeoutMs);
   return { child, match, waitLine };
 }
 

@@ -113,7 +113,9 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
     /^registered \d+$/,
     process.env,
     [],
-    { stdin: true },
+    // Registering 600 accounts (keys generated and uploaded) scales with the machine; bounded
+    // generously, as the connect batches are.
+    { stdin: true, readyTimeoutMs: 180_000 },
   );
   const connectIdle = async (n: number) => {
     idle.child.stdin!.write(`connect ${n}\n`);

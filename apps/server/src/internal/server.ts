@@ -85,7 +85,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const store =
     options.store ??
     (config.store === "sqlite"
-      ? openSqliteServerStore({ path: join(config.dataDir, "relay.db") })
+      ? openSqliteServerStore({ path: join(config.dataDir, "relay.db"), logger })
       : // PostgreSQL, NATS and S3 clients load only when configured: the embedded default
         // starts without them.
         (pgStore = await (

@@ -4,28 +4,67 @@ import { Worker } from "node:worker_threads";
 /** How often the checkpointer copies the WAL's new pages into the database file. */
 const CHECKPOINT_INTERVAL_MS = 100;
 
+/**
+ * WAL frames (pages) past which the checkpointer restarts the log. SQLite starts writing the WAL
+ * from its beginning again only when a writer finds every frame already copied back, which under
+ * a steady stream of commits never happens: the WAL would grow until the writer's own
+ * autocheckpoint fired inside a commit, on the event loop. At 16,000 frames (about 64 MB of 4 KiB
+ * pages, under the store's journal_size_limit, so the file is never cut back) the checkpointer
+ * restarts it instead, with the writer held off for the moment it takes. Each restart costs the
+ * writer that moment (the pages written since the last pass are copied and both files synced),
+ * hence a large log and few restarts.
+ */
+export const RESTART_FRAMES = 16_000;
+
+/** How long the writer stays held for a restart at most, should the worker not answer. */
+const HOLD_MAX_MS = 5000;
+
 // The worker's own code: a second connection to the same file that runs PASSIVE checkpoints
-// (which never block the writer) until told to stop. CommonJS, as an eval worker is.
+// (which never block the writer) until told to stop. When a pass leaves the log at
+// RESTART_FRAMES or more, it asks the main thread to hold its writes ("restart"), and on "go"
+// runs a RESTART checkpoint: the writer lock is free then, the pages left are only those written
+// during the pass, and the next commit writes the WAL from its start. CommonJS, as an eval worker
+// is.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.sqlite);
 const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma("busy_timeout = 5000");
 db.pragma("synchronous = " + workerData.synchronous);
-const checkpoint = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
+const passive = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
+const restart = db.prepare("PRAGMA wal_checkpoint(RESTART)");
 let failures = 0;
+let waiting = false;
+const failed = (err) => {
+  // Busy or failing: the writer's own autocheckpoint is the fallback; say so once.
+  if (failures++ === 0) parentPort.postMessage({ failed: String(err && err.code) });
+};
 const timer = setInterval(() => {
+  if (waiting) return;
   try {
-    checkpoint.run();
+    const r = passive.get();
     failures = 0;
+    if (r.log >= workerData.restartFrames) {
+      waiting = true;
+      parentPort.postMessage({ restart: true });
+    }
   } catch (err) {
-    // Busy or failing: the writer's own autocheckpoint is the fallback; say so once.
-    if (failures++ === 0) parentPort.postMessage({ failed: String(err && err.code) });
+    failed(err);
   }
 }, workerData.intervalMs);
-parentPort.on("message", () => {
+parentPort.on("message", (m) => {
+  if (m === "go") {
+    try {
+      restart.get();
+    } catch (err) {
+      failed(err);
+    }
+    waiting = false;
+    parentPort.postMessage({ restarted: true });
+    return;
+  }
   clearInterval(timer);
-  try { checkpoint.run(); } catch {}
+  try { passive.get(); } catch {}
   db.close();
   parentPort.close();
 });
@@ -41,14 +80,21 @@ export interface SqliteCheckpointer {
  * own connection checkpoints every 100 ms. A checkpoint copies pages into the database file
  * and, with synchronous NORMAL or FULL, fsyncs it, which on a slow disk stalls for milliseconds;
  * run inline by the committing connection (SQLite's autocheckpoint) that stall lands on every
- * request waiting behind the commit. The writer keeps a high autocheckpoint as a fallback should
- * the worker fall behind or die. `onFailure` hears (once per run of failures) that checkpoints
- * fail.
+ * request waiting behind the commit. The worker also restarts the log once it holds
+ * RESTART_FRAMES: `holdWrites` is called to stop the writer committing (it returns the release,
+ * called when the restart is done, fails, or takes longer than HOLD_MAX_MS); writes keep queueing
+ * on the event loop meanwhile. The writer keeps a high autocheckpoint as a fallback should the
+ * worker fall behind or die. `onFailure` hears (once per run of failures) that checkpoints fail.
  */
 export function startSqliteCheckpointer(options: {
   path: string;
   synchronous: "NORMAL" | "FULL";
+  holdWrites?: () => () => void;
   onFailure?: (code: string) => void;
+  /** Hears each restart, with how long the writer was held (ms). */
+  onRestart?: (heldMs: number) => void;
+  /** Frames past which the log is restarted (tests); defaults to RESTART_FRAMES. */
+  restartFrames?: number;
 }): SqliteCheckpointer {
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
@@ -57,21 +103,51 @@ export function startSqliteCheckpointer(options: {
       path: options.path,
       synchronous: options.synchronous,
       intervalMs: CHECKPOINT_INTERVAL_MS,
+      // Without a way to hold the writer, no restart: it would wait on the writer's lock.
+      restartFrames: options.holdWrites
+        ? (options.restartFrames ?? RESTART_FRAMES)
+        : Number.POSITIVE_INFINITY,
     },
     // A small worker: it holds one connection and a timer.
     resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
   });
   worker.unref();
-  worker.on("message", (m: { failed?: string }) => {
+  let release: (() => void) | undefined;
+  let holdTimer: NodeJS.Timeout | undefined;
+  const releaseWrites = () => {
+    clearTimeout(holdTimer);
+    release?.();
+    release = undefined;
+  };
+  worker.on("message", (m: { failed?: string; restart?: boolean; restarted?: boolean }) => {
     if (m.failed !== undefined) options.onFailure?.(m.failed);
+    if (m.restart && options.holdWrites && !stopping) {
+      releaseWrites();
+      const releaseHold = options.holdWrites();
+      const heldAt = performance.now();
+      release = () => {
+        releaseHold();
+        options.onRestart?.(performance.now() - heldAt);
+      };
+      holdTimer = setTimeout(releaseWrites, HOLD_MAX_MS);
+      holdTimer.unref();
+      worker.postMessage("go");
+    }
+    if (m.restarted) releaseWrites();
   });
   // A worker that cannot start or dies leaves the writer's autocheckpoint in charge.
   worker.on("error", (err) => options.onFailure?.((err as NodeJS.ErrnoException).code ?? "error"));
-  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  const exited = new Promise<void>((resolve) =>
+    worker.once("exit", () => {
+      releaseWrites();
+      resolve();
+    }),
+  );
   let stopping: Promise<void> | undefined;
   return {
     stop() {
       stopping ??= (async () => {
+        releaseWrites();
         worker.postMessage("stop");
         const timeout = setTimeout(() => void worker.terminate(), 5000);
         await exited;

@@ -10,6 +10,11 @@ type QueueMethods = Pick<
 > & {
   /** Commits what is waiting for the group commit now (before closing the database). */
   flushQueueWrites: () => void;
+  /**
+   * Stops group commits until the returned release is called (the checkpointer restarting the
+   * WAL); writes made meanwhile wait, in order, and are committed after it.
+   */
+  holdQueueWrites: () => () => void;
 };
 
 /** A submission or acknowledgement waiting for the group commit. */
@@ -130,6 +135,7 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
 
   let pending: PendingWrite[] = [];
   let timer: NodeJS.Immediate | undefined;
+  let holds = 0;
   const commitGroup = db.transaction((writes: PendingWrite[]) =>
     writes.map((w): { ok: true; value: unknown } | { ok: false; error: unknown } => {
       try {
@@ -162,11 +168,24 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
       });
     }
   };
+  const scheduled = () => {
+    timer = undefined;
+    if (holds === 0) flush();
+  };
   const write = <T>(apply: () => T): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       pending.push({ apply, resolve: (v) => resolve(v as T), reject });
-      timer ??= setImmediate(flush);
+      if (holds === 0) timer ??= setImmediate(scheduled);
     });
+  const hold = () => {
+    holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--holds === 0 && pending.length > 0) timer ??= setImmediate(scheduled);
+    };
+  };
 
   /**
    * Deletes the expired rows of one table, walking it in key order from where the last call
@@ -225,6 +244,7 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
       }),
     ack: (accountId, deviceId, seqs) => write(() => ackOne(accountId, deviceId, seqs)),
     flushQueueWrites: flush,
+    holdQueueWrites: hold,
     async expire(now) {
       try {
         const messages = await sweepQueue(now);

@@ -1,9 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { ServerError } from "../errors.ts";
+import { startSqliteCheckpointer } from "./sqlite-checkpointer.ts";
+import { createSqliteContext } from "./sqlite-context.ts";
+import { createSqliteQueue } from "./sqlite-queue.ts";
 import { openSqliteServerStore } from "./sqlite-server-store.ts";
 import { SQLITE_SCHEMA_VERSION } from "./sqlite-schema.ts";
 import { describeServerStoreContract } from "./store-contract.ts";
@@ -247,12 +250,11 @@ describe("SQLite server store", () => {
   it("checkpoints the WAL on a worker thread, not on the writer", async () => {
     const path = freshPath();
     const store = await seed(path);
-    const { statSync } = await import("node:fs");
     const fileBytes = () => statSync(path).size;
     // Give the worker a moment to checkpoint what seeding wrote, then measure.
     await new Promise((r) => setTimeout(r, 400));
     const before = fileBytes();
-    // About 2 MB of queued envelopes: far below the writer's own autocheckpoint (10,000 pages).
+    // About 2 MB of queued envelopes: far below the writer's own autocheckpoint (32,000 pages).
     for (let i = 0; i < 40; i++) {
       await store.enqueue(
         Array.from({ length: 10 }, () => ({
@@ -274,6 +276,88 @@ describe("SQLite server store", () => {
     const db = new Database(path);
     expect(db.pragma("integrity_check", { simple: true })).toBe("ok");
     expect((db.prepare("SELECT count(*) AS n FROM queue").get() as { n: number }).n).toBe(400);
+    db.close();
+  });
+});
+
+describe("SQLite WAL restarts", () => {
+  it("holds the group commit while the checkpointer restarts the WAL, then starts the log over", async () => {
+    const path = freshPath();
+    const db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    // Only the worker checkpoints; a restart cuts the file back to its first frames.
+    db.pragma("wal_autocheckpoint = 0");
+    db.pragma("journal_size_limit = 0");
+    db.exec("CREATE TABLE t (v BLOB)");
+    const insert = db.prepare("INSERT INTO t (v) VALUES (?)");
+    const writer = { held: false };
+    const holds: number[] = [];
+    const checkpointer = startSqliteCheckpointer({
+      path,
+      synchronous: "NORMAL",
+      restartFrames: 40,
+      holdWrites: () => {
+        writer.held = true;
+        return () => {
+          writer.held = false;
+        };
+      },
+      onRestart: (ms) => holds.push(ms),
+    });
+    const walBytes = () => statSync(`${path}-wal`).size;
+    let maxWal = 0;
+    // A writer that commits every few ms unless held (as the queue's group commit does), until
+    // a restart has been made (bounded: 10 s).
+    const end = Date.now() + 10_000;
+    let written = 0;
+    while (holds.length === 0 && Date.now() < end) {
+      if (!writer.held) {
+        insert.run(b(3000, written++ % 250));
+        maxWal = Math.max(maxWal, walBytes());
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(holds.length).toBeGreaterThan(0);
+    expect(writer.held).toBe(false);
+    expect(maxWal).toBeGreaterThan(40 * 4096); // the log grew past the limit...
+    insert.run(b(3000, 1));
+    expect(walBytes()).toBeLessThan(10 * 4096); // ...and was written from its start again
+    await checkpointer.stop();
+    expect((db.prepare("SELECT count(*) AS n FROM t").get() as { n: number }).n).toBe(written + 1);
+    expect(db.pragma("integrity_check", { simple: true })).toBe("ok");
+    db.close();
+  });
+
+  it("keeps held queue writes in call order and commits them on release or on a flush", async () => {
+    const path = freshPath();
+    await (await seed(path)).close();
+    const db = new Database(path);
+    const queue = createSqliteQueue(createSqliteContext(db, () => T0));
+    const count = () => (db.prepare("SELECT count(*) AS n FROM queue").get() as { n: number }).n;
+    const enqueue = (fill: number) =>
+      queue.enqueue([{ accountId: "acct", deviceId: 1, envelope: b(10, fill) }], {
+        now: T0,
+        expiresAt: T0 + 60_000,
+      });
+    const release = queue.holdQueueWrites();
+    let settled = 0;
+    const first = enqueue(1).finally(() => settled++);
+    const second = enqueue(2).finally(() => settled++);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(settled).toBe(0);
+    expect(count()).toBe(0); // nothing committed while held
+    release();
+    release(); // a second call changes nothing
+    const [a, c] = await Promise.all([first, second]);
+    expect(c.seqs[0]!).toBeGreaterThan(a.seqs[0]!);
+    expect(count()).toBe(2);
+    // Closing flushes whatever waits, held or not.
+    const releaseAgain = queue.holdQueueWrites();
+    const third = enqueue(3);
+    queue.flushQueueWrites();
+    expect(count()).toBe(3);
+    expect((await third).seqs).toHaveLength(1);
+    releaseAgain();
     db.close();
   });
 });

@@ -3,7 +3,11 @@ import type { Logger } from "pino";
 import { ServerError } from "../errors.ts";
 import type { ServerStore } from "./server-store.ts";
 import { createSqliteBlobs } from "./sqlite-blobs.ts";
-import { startSqliteCheckpointer, type SqliteCheckpointer } from "./sqlite-checkpointer.ts";
+import {
+  RESTART_FRAMES,
+  startSqliteCheckpointer,
+  type SqliteCheckpointer,
+} from "./sqlite-checkpointer.ts";
 import { createSqliteContext } from "./sqlite-context.ts";
 import { createSqliteDirectory } from "./sqlite-directory.ts";
 import { createSqliteGroups } from "./sqlite-groups.ts";
@@ -56,21 +60,24 @@ export function openSqliteServerStore(options: SqliteServerStoreOptions): Server
     if (ServerError.is(err)) throw err;
     throw new ServerError("Unavailable", "cannot open the server database", { cause: err });
   }
-  // Checkpoints run on a worker thread (see startSqliteCheckpointer); the writer's own
-  // autocheckpoint stays as a fallback, at 10,000 pages instead of 1,000.
+  const ctx = createSqliteContext(db, options.now ?? Date.now);
+  const { flushQueueWrites, holdQueueWrites, ...queueMethods } = createSqliteQueue(ctx);
+  // Checkpoints run on a worker thread (see startSqliteCheckpointer), which also restarts the
+  // WAL with the group commit held; the writer's own autocheckpoint stays as a fallback, should
+  // the worker fall behind or die, well past the worker's restart point.
   let checkpointer: SqliteCheckpointer | undefined;
   if (!db.memory) {
-    db.pragma("wal_autocheckpoint = 10000");
+    db.pragma(`wal_autocheckpoint = ${String(RESTART_FRAMES * 2)}`);
     checkpointer = startSqliteCheckpointer({
       path: db.name,
       synchronous: options.synchronous === "full" ? "FULL" : "NORMAL",
+      holdWrites: holdQueueWrites,
+      onRestart: (heldMs) =>
+        options.logger?.debug({ heldMs: Math.round(heldMs * 100) / 100 }, "WAL restarted"),
       onFailure: (code) =>
         options.logger?.warn({ code }, "background WAL checkpoint failed; the writer checkpoints"),
     });
   }
-
-  const ctx = createSqliteContext(db, options.now ?? Date.now);
-  const { flushQueueWrites, ...queueMethods } = createSqliteQueue(ctx);
   const writeKeys = prepareKeyWriter(ctx);
   const ping = db.prepare("SELECT 1");
   const opened = db;
