@@ -531,6 +531,13 @@ describe("relay server over Noise/WebSocket", () => {
       expect(metrics).toContain(name);
     }
     expect(metrics).toMatch(/pairwise_errors_total\{code="InvalidRequest"\} \d+/);
+    // Node's process metrics, but none that walks every file descriptor or handle per scrape.
+    expect(metrics).toMatch(/^pairwise_server_process_nodejs_eventloop_lag_max_seconds \S+$/m);
+    expect(metrics).toMatch(/^pairwise_server_process_process_resident_memory_bytes \d+$/m);
+    for (const walking of ["open_fds", "active_handles", "active_resources"]) {
+      expect(metrics).not.toContain(`pairwise_server_process_${walking}`);
+      expect(metrics).not.toContain(`pairwise_server_process_nodejs_${walking}`);
+    }
     // The per-message counters are added up at scrape time: counted once, not again by the next scrape.
     const count = (text: string, series: string) =>
       Number(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} (\\d+)$`, "m").exec(text)?.[1]);
