@@ -290,7 +290,7 @@ line("ratio relay / floor (target >= 0.3)", ratio);
 line(`latency at ${Math.round(r.rate)}/s p50`, percentile(r.latencies, 50), "ms");
 line("latency p99 (target <= 20)", percentile(r.latencies, 99), "ms");
 line(
-  "longest event-loop stall then: server, load",
+  "longest event-loop stall: server (from the warm-up on), load",
   `${round(r.stalls.serverMs, 1)}, ${round(r.stalls.loadMs, 1)}`,
   "ms",
 );

@@ -5,14 +5,14 @@ import { Worker } from "node:worker_threads";
 const CHECKPOINT_INTERVAL_MS = 100;
 
 /**
- * WAL frames (pages) past which the checkpointer restarts the log. SQLite starts writing the WAL
- * from its beginning again only when a writer finds every frame already copied back, which under
- * a steady stream of commits never happens: the WAL would grow until the writer's own
- * autocheckpoint fired inside a commit, on the event loop. At 16,000 frames (about 64 MB of 4 KiB
- * pages, under the store's journal_size_limit, so the file is never cut back) the checkpointer
- * restarts it instead, with the writer held off for the moment it takes. Each restart costs the
- * writer that moment (the pages written since the last pass are copied and both files synced),
- * hence a large log and few restarts.
+ * WAL frames (pages) past which the checkpointer has the log started over. SQLite writes the WAL
+ * from its beginning again only when a write transaction begins with every frame already copied
+ * back, which under a steady stream of commits never happens: the WAL would grow until the
+ * writer's own autocheckpoint fired inside a commit, on the event loop. At 16,000 frames (about
+ * 64 MB of 4 KiB pages, under the store's journal_size_limit, so the file is never cut back) the
+ * checkpointer instead copies the rest back with the group commit held, and the next commit
+ * starts the log over. Each time costs the group commit that moment (the pages written since the
+ * last pass are copied and both files synced), hence a large log and few restarts.
  */
 export const RESTART_FRAMES = 16_000;
 
@@ -20,11 +20,13 @@ export const RESTART_FRAMES = 16_000;
 const HOLD_MAX_MS = 5000;
 
 // The worker's own code: a second connection to the same file that runs PASSIVE checkpoints
-// (which never block the writer) until told to stop. When a pass leaves the log at
-// RESTART_FRAMES or more, it asks the main thread to hold its writes ("restart"), and on "go"
-// runs a RESTART checkpoint: the writer lock is free then, the pages left are only those written
-// during the pass, and the next commit writes the WAL from its start. CommonJS, as an eval worker
-// is.
+// (which never block a writer: no write lock, no waiting on readers) until told to stop. When a
+// pass leaves the log at RESTART_FRAMES or more (and at a size it has not asked about already: an
+// idle log keeps its size until the next commit), it asks the main thread to hold its group
+// commit ("restart"), and on "go" runs one more PASSIVE pass, which with no commits coming in
+// copies back what is left; the next write transaction then starts the log over (SQLite does so
+// when it begins with the whole log copied back). It never takes the write lock, so the main
+// connection's other writes are not refused meanwhile. CommonJS, as an eval worker is.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.sqlite);
@@ -32,9 +34,9 @@ const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma("busy_timeout = 5000");
 db.pragma("synchronous = " + workerData.synchronous);
 const passive = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
-const restart = db.prepare("PRAGMA wal_checkpoint(RESTART)");
 let failures = 0;
 let waiting = false;
+let askedAt = -1;
 const failed = (err) => {
   // Busy or failing: the writer's own autocheckpoint is the fallback; say so once.
   if (failures++ === 0) parentPort.postMessage({ failed: String(err && err.code) });
@@ -44,7 +46,8 @@ const timer = setInterval(() => {
   try {
     const r = passive.get();
     failures = 0;
-    if (r.log >= workerData.restartFrames) {
+    if (r.log >= workerData.restartFrames && r.log !== askedAt) {
+      askedAt = r.log;
       waiting = true;
       parentPort.postMessage({ restart: true });
     }
@@ -54,13 +57,16 @@ const timer = setInterval(() => {
 }, workerData.intervalMs);
 parentPort.on("message", (m) => {
   if (m === "go") {
+    let complete = false;
     try {
-      restart.get();
+      const r = passive.get();
+      askedAt = r.log;
+      complete = r.busy === 0 && r.log === r.checkpointed;
     } catch (err) {
       failed(err);
     }
     waiting = false;
-    parentPort.postMessage({ restarted: true });
+    parentPort.postMessage({ restarted: true, complete });
     return;
   }
   clearInterval(timer);
@@ -80,9 +86,9 @@ export interface SqliteCheckpointer {
  * own connection checkpoints every 100 ms. A checkpoint copies pages into the database file
  * and, with synchronous NORMAL or FULL, fsyncs it, which on a slow disk stalls for milliseconds;
  * run inline by the committing connection (SQLite's autocheckpoint) that stall lands on every
- * request waiting behind the commit. The worker also restarts the log once it holds
- * RESTART_FRAMES: `holdWrites` is called to stop the writer committing (it returns the release,
- * called when the restart is done, fails, or takes longer than HOLD_MAX_MS); writes keep queueing
+ * request waiting behind the commit. The worker also has the log started over once it holds
+ * RESTART_FRAMES: `holdWrites` is called to stop the group commit (it returns the release, called
+ * when the worker's pass is done, fails, or takes longer than HOLD_MAX_MS); writes keep queueing
  * on the event loop meanwhile. The writer keeps a high autocheckpoint as a fallback should the
  * worker fall behind or die. `onFailure` hears (once per run of failures) that checkpoints fail.
  */
@@ -91,8 +97,11 @@ export function startSqliteCheckpointer(options: {
   synchronous: "NORMAL" | "FULL";
   holdWrites?: () => () => void;
   onFailure?: (code: string) => void;
-  /** Hears each restart, with how long the writer was held (ms). */
-  onRestart?: (heldMs: number) => void;
+  /**
+   * Hears each hold, with how long it lasted (ms) and whether the log was then all copied back
+   * (the next commit starts it over).
+   */
+  onRestart?: (heldMs: number, complete: boolean) => void;
   /** Frames past which the log is restarted (tests); defaults to RESTART_FRAMES. */
   restartFrames?: number;
 }): SqliteCheckpointer {
@@ -103,7 +112,8 @@ export function startSqliteCheckpointer(options: {
       path: options.path,
       synchronous: options.synchronous,
       intervalMs: CHECKPOINT_INTERVAL_MS,
-      // Without a way to hold the writer, no restart: it would wait on the writer's lock.
+      // Without a way to hold the group commit, no asking: under steady commits the extra pass
+      // would not catch up either.
       restartFrames: options.holdWrites
         ? (options.restartFrames ?? RESTART_FRAMES)
         : Number.POSITIVE_INFINITY,
@@ -119,22 +129,30 @@ export function startSqliteCheckpointer(options: {
     release?.();
     release = undefined;
   };
-  worker.on("message", (m: { failed?: string; restart?: boolean; restarted?: boolean }) => {
-    if (m.failed !== undefined) options.onFailure?.(m.failed);
-    if (m.restart && options.holdWrites && !stopping) {
-      releaseWrites();
-      const releaseHold = options.holdWrites();
-      const heldAt = performance.now();
-      release = () => {
-        releaseHold();
-        options.onRestart?.(performance.now() - heldAt);
-      };
-      holdTimer = setTimeout(releaseWrites, HOLD_MAX_MS);
-      holdTimer.unref();
-      worker.postMessage("go");
-    }
-    if (m.restarted) releaseWrites();
-  });
+  let complete = false;
+  worker.on(
+    "message",
+    (m: { failed?: string; restart?: boolean; restarted?: boolean; complete?: boolean }) => {
+      if (m.failed !== undefined) options.onFailure?.(m.failed);
+      if (m.restart && options.holdWrites && !stopping) {
+        releaseWrites();
+        const releaseHold = options.holdWrites();
+        const heldAt = performance.now();
+        complete = false;
+        release = () => {
+          releaseHold();
+          options.onRestart?.(performance.now() - heldAt, complete);
+        };
+        holdTimer = setTimeout(releaseWrites, HOLD_MAX_MS);
+        holdTimer.unref();
+        worker.postMessage("go");
+      }
+      if (m.restarted) {
+        complete = m.complete === true;
+        releaseWrites();
+      }
+    },
+  );
   // A worker that cannot start or dies leaves the writer's autocheckpoint in charge.
   worker.on("error", (err) => options.onFailure?.((err as NodeJS.ErrnoException).code ?? "error"));
   const exited = new Promise<void>((resolve) =>

@@ -62,9 +62,10 @@ export function openSqliteServerStore(options: SqliteServerStoreOptions): Server
   }
   const ctx = createSqliteContext(db, options.now ?? Date.now);
   const { flushQueueWrites, holdQueueWrites, ...queueMethods } = createSqliteQueue(ctx);
-  // Checkpoints run on a worker thread (see startSqliteCheckpointer), which also restarts the
-  // WAL with the group commit held; the writer's own autocheckpoint stays as a fallback, should
-  // the worker fall behind or die, well past the worker's restart point.
+  // Checkpoints run on a worker thread (see startSqliteCheckpointer), which also has the WAL
+  // started over, with the group commit held while it copies back the rest; the writer's own
+  // autocheckpoint stays as a fallback, should the worker fall behind or die, well past the
+  // worker's restart point.
   let checkpointer: SqliteCheckpointer | undefined;
   if (!db.memory) {
     db.pragma(`wal_autocheckpoint = ${String(RESTART_FRAMES * 2)}`);
@@ -72,8 +73,11 @@ export function openSqliteServerStore(options: SqliteServerStoreOptions): Server
       path: db.name,
       synchronous: options.synchronous === "full" ? "FULL" : "NORMAL",
       holdWrites: holdQueueWrites,
-      onRestart: (heldMs) =>
-        options.logger?.debug({ heldMs: Math.round(heldMs * 100) / 100 }, "WAL restarted"),
+      onRestart: (heldMs, complete) =>
+        options.logger?.debug(
+          { heldMs: Math.round(heldMs * 100) / 100, complete },
+          "WAL copied back with the group commit held",
+        ),
       onFailure: (code) =>
         options.logger?.warn({ code }, "background WAL checkpoint failed; the writer checkpoints"),
     });
