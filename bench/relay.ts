@@ -203,20 +203,19 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   const loadLag = monitorEventLoopDelay({ resolution: 1 });
   let answered = 0;
   let failed: unknown;
-  // The load's stall figure covers the recorded part only; the server's (its histogram restarts
-  // at a scrape) the warm-up too: a scrape of /metrics costs the server a stall of its own, and
-  // made at the start of the recorded part, it put the tail there.
-  const startRecording = () => {
-    loadLag.enable();
-    mark("latency");
-  };
   const t0 = nowMs();
   for (let i = 0; i < total; i++) {
     const due = t0 + (i * 1000) / rate;
     const wait = due - nowMs();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     const recorded = i - warmupMessages;
-    if (recorded === 0) startRecording();
+    if (recorded === 0) {
+      // The load's stall figure covers the recorded part only; the server's (its histogram
+      // restarts at a scrape) the warm-up too: a scrape of /metrics costs the server a stall of
+      // its own, and made at the start of the recorded part, it put the tail there.
+      loadLag.enable();
+      mark("latency");
+    }
     if (recorded >= 0) sentAt[recorded] = nowMs();
     const id = newMessageId();
     if (recorded >= 0) expect(id, recorded);

@@ -122,14 +122,15 @@ export function startSqliteCheckpointer(options: {
     resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
   });
   worker.unref();
-  let release: (() => void) | undefined;
+  let release: ((complete: boolean) => void) | undefined;
   let holdTimer: NodeJS.Timeout | undefined;
-  const releaseWrites = () => {
+  // Only the worker's answer can say the log was all copied back; every other release (the
+  // timer, the worker exiting, stop) is an incomplete one.
+  const releaseWrites = (complete = false) => {
     clearTimeout(holdTimer);
-    release?.();
+    release?.(complete);
     release = undefined;
   };
-  let complete = false;
   worker.on(
     "message",
     (m: { failed?: string; restart?: boolean; restarted?: boolean; complete?: boolean }) => {
@@ -138,8 +139,7 @@ export function startSqliteCheckpointer(options: {
         releaseWrites();
         const releaseHold = options.holdWrites();
         const heldAt = performance.now();
-        complete = false;
-        release = () => {
+        release = (complete) => {
           releaseHold();
           options.onRestart?.(performance.now() - heldAt, complete);
         };
@@ -147,10 +147,7 @@ export function startSqliteCheckpointer(options: {
         holdTimer.unref();
         worker.postMessage("go");
       }
-      if (m.restarted) {
-        complete = m.complete === true;
-        releaseWrites();
-      }
+      if (m.restarted) releaseWrites(m.complete === true);
     },
   );
   // A worker that cannot start or dies leaves the writer's autocheckpoint in charge.
