@@ -4,8 +4,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
 
 const root = join(import.meta.dirname, "..");
+const STALL_WATCH = pathToFileURL(join(import.meta.dirname, "stall-watch.mjs")).href;
 
 /**
  * Node flags the servers run with, as apps/server's README says to deploy the relay ("Running
@@ -39,6 +41,9 @@ export async function startProcess(
   // BENCH_NODE_ARGS (e.g. "--trace-gc"): extra Node flags for the children, whose stdout is
   // then copied to stderr, each line prefixed with the child's pid.
   const extra = process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
+  const echo = extra.length > 0;
+  // BENCH_STALL_WATCH: the children report their pauses too (stall-watch.mjs, to stderr).
+  if (process.env.BENCH_STALL_WATCH) extra.unshift("--import", STALL_WATCH);
   const child = spawn(process.execPath, [...nodeArgs, ...prof, ...extra, ...tsx, ...args], {
     cwd: root,
     env,
@@ -46,7 +51,7 @@ export async function startProcess(
   });
   const lines = createInterface({ input: child.stdout! });
   lines.on("line", (l) => {
-    if (extra.length > 0) process.stderr.write(`[${String(child.pid)}] ${l}\n`);
+    if (echo) process.stderr.write(`[${String(child.pid)}] ${l}\n`);
   });
   const waitLine = (pattern: RegExp, timeoutMs = 30_000) =>
     new Promise<RegExpMatchArray>((resolve, reject) => {

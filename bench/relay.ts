@@ -8,7 +8,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import {
+  PerformanceObserver,
+  constants as perfConstants,
+  monitorEventLoopDelay,
+  type PerformanceEntry,
+} from "node:perf_hooks";
 import WebSocket from "ws";
 import { newMessageId } from "@pairwise/core";
 import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
@@ -16,6 +21,7 @@ import { CORES, cpuBudgetUs, emitResult, line, mark, nowMs, percentile, round } 
 import { SERVER_NODE_ARGS, cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
 
 const FRAME = 200;
+const GC_MAJOR = perfConstants.NODE_PERFORMANCE_GC_MAJOR;
 const FLOOR_MESSAGES = 100_000;
 /**
  * Timed runs of each side, taken in turn (floor, relay, floor, relay, ...) so that both sides
@@ -201,6 +207,10 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   const sentAt = new Float64Array(latencyMessages);
   await serverLag();
   const loadLag = monitorEventLoopDelay({ resolution: 1 });
+  // The load's own garbage collections while recording: a full one pauses the arrivals' clock.
+  const loadGcs: PerformanceEntry[] = [];
+  const gcWatch = new PerformanceObserver((list) => loadGcs.push(...list.getEntries()));
+  let pacedCpu = { server: 0, load: 0 };
   let answered = 0;
   let failed: unknown;
   const t0 = nowMs();
@@ -214,6 +224,8 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
       // restarts at a scrape) the warm-up too: a scrape of /metrics costs the server a stall of
       // its own, and made at the start of the recorded part, it put the tail there.
       loadLag.enable();
+      gcWatch.observe({ entryTypes: ["gc"] });
+      pacedCpu = { server: cpuMs(child.pid!), load: cpuMs(process.pid) };
       mark("latency");
     }
     if (recorded >= 0) sentAt[recorded] = nowMs();
@@ -230,13 +242,25 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   if (failed !== undefined) throw new Error("a latency submission failed", { cause: failed });
   await waitArrived(total);
   mark("latency-end");
+  loadGcs.push(...gcWatch.takeRecords());
+  gcWatch.disconnect();
+  const fullGcs = loadGcs.filter(
+    (e) => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === GC_MAJOR,
+  );
+  // What a message costs each side at this rate, against the peak figures: CPU time from the
+  // first recorded send to the last arrival, over the recorded messages (the warm-up's last
+  // arrivals and acks fall in it too; at most a few ms of the phase).
+  const pacedServerCpuUs = ((cpuMs(child.pid!) - pacedCpu.server) * 1000) / latencyMessages;
+  const pacedLoadCpuUs = ((cpuMs(process.pid) - pacedCpu.load) * 1000) / latencyMessages;
   const latencies = Array.from(sentAt, (t, i) => arrivedAt[i]! - t);
   // BENCH_LAT_DUMP=file: each latency message's send time (this process's monotonic clock, ms)
-  // and latency, as JSON, to line the tail up with GC traces or other processes' stalls.
+  // and latency, as JSON, to line the tail up with GC traces or other processes' stalls
+  // (BENCH_STALL_WATCH prints those on the same clock); `offset` is wall-clock time minus that
+  // clock, for the server's log lines.
   if (process.env.BENCH_LAT_DUMP) {
     writeFileSync(
       process.env.BENCH_LAT_DUMP,
-      JSON.stringify({ sentAt: Array.from(sentAt), latencies }),
+      JSON.stringify({ offset: Date.now() - nowMs(), sentAt: Array.from(sentAt), latencies }),
     );
   }
   if (latencies.some((l) => Number.isNaN(l)))
@@ -262,6 +286,9 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
     serverCpuUs,
     loadCpuUs,
     stalls,
+    pacedServerCpuUs,
+    pacedLoadCpuUs,
+    loadFullGcs: fullGcs.map((e) => e.duration),
   };
 }
 
@@ -288,6 +315,16 @@ const ratio = r.relayPerS / floorPerS;
 line("ratio relay / floor (target >= 0.3)", ratio);
 line(`latency at ${Math.round(r.rate)}/s p50`, percentile(r.latencies, 50), "ms");
 line("latency p99 (target <= 20)", percentile(r.latencies, 99), "ms");
+line(
+  "  CPU per message at that rate: server, load",
+  `${round(r.pacedServerCpuUs, 1)}, ${round(r.pacedLoadCpuUs, 1)}`,
+  "µs",
+);
+line(
+  "  the load's full GCs while recording (count, longest)",
+  `${r.loadFullGcs.length}, ${round(Math.max(0, ...r.loadFullGcs), 1)}`,
+  "ms",
+);
 line(
   "longest event-loop stall: server (from the warm-up on), load",
   `${round(r.stalls.serverMs, 1)}, ${round(r.stalls.loadMs, 1)}`,

@@ -4,7 +4,13 @@
 // This process is the benchmarks' load (the devices' side; the floors' clients too) and runs
 // with 32 MB semi-spaces (`--max-semi-space-size=32` in package.json's script; V8's default here
 // is 16): the relay load keeps a window of requests in flight, and with the default young
-// generation its scavenges averaged 4.4-6.4 ms, one every ~55 ms, at peak. The servers under
+// generation its scavenges averaged 4.4-6.4 ms, one every ~55 ms, at peak. And with
+// `--no-allocation-site-pretenuring`. Without it, in 4 of 10 relay bench runs this process ran
+// full collections in the paced latency phase (1 to 12 of them in 2 s, pauses of 4-15.6 ms),
+// and those 4 runs had the 4 highest p99s
+// (21.7-41 ms; the other 6: 10.1-18.1 ms). With it, none of 14 runs had one. The likely cause:
+// V8 learns from the peak runs, whose window of 512 requests in flight outlives a scavenge, to
+// allocate the request path's objects straight in the old generation. The servers under
 // test, and the floors' servers, run in their own processes with the flags the relay is deployed
 // with (processes.ts).
 import { readdirSync } from "node:fs";
@@ -26,4 +32,7 @@ if (!name || !available.includes(name)) {
   process.exit(2);
 }
 console.log(`bench ${name}`);
+// BENCH_STALL_WATCH=1: this process, and the children processes.ts starts, report their GC
+// pauses and event-loop stalls (see stall-watch.mjs).
+if (process.env.BENCH_STALL_WATCH) await import(new URL("stall-watch.mjs", import.meta.url).href);
 await import(pathToFileURL(join(import.meta.dirname, `${name}.ts`)).href);
