@@ -121,3 +121,14 @@ export function cpuMs(pid: number): number {
   // In clock ticks of USER_HZ, 100 a second on Linux.
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
+
+/**
+ * CPU time the whole machine has spent busy so far (every process and the kernel: user, nice,
+ * system, irq, softirq, steal), in ms (Linux).
+ */
+export function machineBusyMs(): number {
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/);
+  // cpu user nice system idle iowait irq softirq steal ...
+  const f = cpu.slice(1).map(Number);
+  return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) * 10;
+}

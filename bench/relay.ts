@@ -18,7 +18,14 @@ import WebSocket from "ws";
 import { newMessageId } from "@pairwise/core";
 import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
 import { CORES, cpuBudgetUs, emitResult, line, mark, nowMs, percentile, round } from "./harness.ts";
-import { SERVER_NODE_ARGS, cpuMs, rssKb, startProcess, startRelayProcess } from "./processes.ts";
+import {
+  SERVER_NODE_ARGS,
+  cpuMs,
+  machineBusyMs,
+  rssKb,
+  startProcess,
+  startRelayProcess,
+} from "./processes.ts";
 
 const FRAME = 200;
 const GC_MAJOR = perfConstants.NODE_PERFORMANCE_GC_MAJOR;
@@ -210,7 +217,7 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   // The load's own garbage collections while recording: a full one pauses the arrivals' clock.
   const loadGcs: PerformanceEntry[] = [];
   const gcWatch = new PerformanceObserver((list) => loadGcs.push(...list.getEntries()));
-  let pacedCpu = { server: 0, load: 0 };
+  let pacedCpu = { server: 0, load: 0, machine: 0 };
   let answered = 0;
   let failed: unknown;
   const t0 = nowMs();
@@ -225,7 +232,7 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
       // its own, and made at the start of the recorded part, it put the tail there.
       loadLag.enable();
       gcWatch.observe({ entryTypes: ["gc"] });
-      pacedCpu = { server: cpuMs(child.pid!), load: cpuMs(process.pid) };
+      pacedCpu = { server: cpuMs(child.pid!), load: cpuMs(process.pid), machine: machineBusyMs() };
       mark("latency");
     }
     if (recorded >= 0) sentAt[recorded] = nowMs();
@@ -252,6 +259,7 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   // arrivals and acks fall in it too; at most a few ms of the phase).
   const pacedServerCpuUs = ((cpuMs(child.pid!) - pacedCpu.server) * 1000) / latencyMessages;
   const pacedLoadCpuUs = ((cpuMs(process.pid) - pacedCpu.load) * 1000) / latencyMessages;
+  const pacedMachineCpuUs = ((machineBusyMs() - pacedCpu.machine) * 1000) / latencyMessages;
   const latencies = Array.from(sentAt, (t, i) => arrivedAt[i]! - t);
   // BENCH_LAT_DUMP=file: each latency message's send time (this process's monotonic clock, ms)
   // and latency, as JSON, to line the tail up with GC traces or other processes' stalls
@@ -288,6 +296,7 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
     stalls,
     pacedServerCpuUs,
     pacedLoadCpuUs,
+    pacedMachineCpuUs,
     loadFullGcs: fullGcs.map((e) => e.duration),
   };
 }
@@ -316,8 +325,8 @@ line("ratio relay / floor (target >= 0.3)", ratio);
 line(`latency at ${Math.round(r.rate)}/s p50`, percentile(r.latencies, 50), "ms");
 line("latency p99 (target <= 20)", percentile(r.latencies, 99), "ms");
 line(
-  "  CPU per message at that rate: server, load",
-  `${round(r.pacedServerCpuUs, 1)}, ${round(r.pacedLoadCpuUs, 1)}`,
+  "  CPU per message at that rate: server, load, whole machine",
+  `${round(r.pacedServerCpuUs, 1)}, ${round(r.pacedLoadCpuUs, 1)}, ${round(r.pacedMachineCpuUs, 1)}`,
   "µs",
 );
 line(
