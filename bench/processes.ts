@@ -41,17 +41,20 @@ export async function startProcess(
   // BENCH_NODE_ARGS (e.g. "--trace-gc"): extra Node flags for the children, whose stdout is
   // then copied to stderr, each line prefixed with the child's pid.
   const extra = process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
-  const echo = extra.length > 0;
   // BENCH_STALL_WATCH: the children report their pauses too (stall-watch.mjs, to stderr).
-  if (process.env.BENCH_STALL_WATCH) extra.unshift("--import", STALL_WATCH);
-  const child = spawn(process.execPath, [...nodeArgs, ...prof, ...extra, ...tsx, ...args], {
-    cwd: root,
-    env,
-    stdio: [options.stdin ? "pipe" : "ignore", "pipe", "inherit"],
-  });
+  const watch = process.env.BENCH_STALL_WATCH ? ["--import", STALL_WATCH] : [];
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, ...prof, ...watch, ...extra, ...tsx, ...args],
+    {
+      cwd: root,
+      env,
+      stdio: [options.stdin ? "pipe" : "ignore", "pipe", "inherit"],
+    },
+  );
   const lines = createInterface({ input: child.stdout! });
   lines.on("line", (l) => {
-    if (echo) process.stderr.write(`[${String(child.pid)}] ${l}\n`);
+    if (extra.length > 0) process.stderr.write(`[${String(child.pid)}] ${l}\n`);
   });
   const waitLine = (pattern: RegExp, timeoutMs = 30_000) =>
     new Promise<RegExpMatchArray>((resolve, reject) => {
@@ -124,11 +127,12 @@ export function cpuMs(pid: number): number {
 
 /**
  * CPU time the whole machine has spent busy so far (every process and the kernel: user, nice,
- * system, irq, softirq, steal), in ms (Linux).
+ * system, irq, softirq; not a hypervisor's steal, which is other guests' work), in ms (Linux; in
+ * a container, /proc/stat counts the host).
  */
 export function machineBusyMs(): number {
   const cpu = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/);
   // cpu user nice system idle iowait irq softirq steal ...
   const f = cpu.slice(1).map(Number);
-  return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) * 10;
+  return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) * 10;
 }

@@ -1,12 +1,14 @@
-// BENCH_STALL_WATCH=1: every benchmark process (this one and the children processes.ts starts)
-// prints to stderr, on the monotonic clock the benchmarks time with (nowMs, in ms), each garbage
-// collection pause of 3 ms or more and each event-loop stall of 15 ms or more:
+// BENCH_STALL_WATCH=1: run.ts's process and the children processes.ts starts (their main
+// threads; not the children other benchmarks spawn themselves) print to stderr, on the monotonic
+// clock the benchmarks time with (nowMs, in ms), each garbage collection pause of 3 ms or more
+// and each event-loop stall of 15 ms or more:
 //
 //   stall-watch <pid> gc <minor|major|incremental|weak> at <ms> for <ms>
 //   stall-watch <pid> lag at <ms> for <ms>
 //
-// to line a latency tail (BENCH_LAT_DUMP) up with the process that paused. A plain .mjs, loaded
-// with --import before tsx is. The stall check is a 5 ms interval timer: a few µs of CPU a tick.
+// to line a latency tail (BENCH_LAT_DUMP) up with the process that paused. A plain .mjs: the
+// children load it with --import before tsx, run.ts imports it. The stall check is a 5 ms
+// interval timer (a few µs of CPU a tick); a stall is how much later than due a tick came.
 import { PerformanceObserver, constants, performance } from "node:perf_hooks";
 import { isMainThread } from "node:worker_threads";
 
@@ -29,10 +31,12 @@ if (isMainThread) {
       );
     }
   }).observe({ entryTypes: ["gc"] });
+  const tick = 5;
   let last = performance.now();
   setInterval(() => {
     const now = performance.now();
-    if (now - last > 15) say(`lag at ${at(last)} for ${(now - last).toFixed(1)}`);
+    const stall = now - last - tick;
+    if (stall >= 15) say(`lag at ${at(last + tick)} for ${stall.toFixed(1)}`);
     last = now;
-  }, 5).unref();
+  }, tick).unref();
 }
