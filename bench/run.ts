@@ -7,15 +7,15 @@
 // generation its scavenges averaged 4.4-6.4 ms, one every ~55 ms, at peak. And with
 // `--no-allocation-site-pretenuring`. Without it, in 4 of 10 relay bench runs this process ran
 // full collections in the paced latency phase (1 to 12 of them in 2 s, pauses of 4-15.6 ms),
-// and those 4 runs had the 4 highest p99s (21.7-41 ms; the other 6: 10.1-18.1 ms). With it,
-// none of 14 runs had one. The likely cause: V8 learns from the peak runs, whose window of 512
-// requests in flight outlives a scavenge, to allocate the request path's objects straight in the
-// old generation. The peak figures did not suffer: over 12 runs each, taken in turn, the relay's
-// median rate was 58.0k messages/s with the flag and 49.2k without, and this process's CPU per
-// message at peak 12.3 and 13.5 µs. The flag is this process's, so it holds for every
-// benchmark's load and floor clients; the others were not compared with and without it. The
-// servers under test, and the floors' servers, run in their own processes with the flags the
-// relay is deployed with (processes.ts).
+// and those 4 runs had the 4 highest p99s (21.7-41 ms; the other 6: 10.1-18.1 ms). With it, 1
+// of 28 runs had any (2, the longest 10 ms; p99 22.67 ms). The likely cause: V8 learns from the
+// peak runs, whose window of 512 requests in flight outlives a scavenge, to allocate the request
+// path's objects straight in the old generation. The peak figures did not suffer: over 12 runs
+// each, taken in turn, the relay's median rate was 58.0k messages/s with the flag and 49.2k
+// without, and this process's CPU per message at peak 12.3 and 13.5 µs. The flag is this
+// process's, so it holds for every benchmark's load and floor clients; the others were not
+// compared with and without it. The servers under test, and the floors' servers, run in their
+// own processes with the flags the relay is deployed with (processes.ts).
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
