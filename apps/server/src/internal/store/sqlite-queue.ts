@@ -15,6 +15,12 @@ type QueueMethods = Pick<
    * WAL); writes made meanwhile wait, in order, and are committed after it.
    */
   holdQueueWrites: () => () => void;
+  /**
+   * Runs `apply` inside the next group commit (held with the queue's writes), settling after
+   * it: for other small writes that may be batched (`touchDevice`). `apply` must check before it
+   * writes: only a `ServerError` leaves the rest of the group standing.
+   */
+  groupWrite: <T>(apply: () => T) => Promise<T>;
 };
 
 /** A submission or acknowledgement waiting for the group commit. */
@@ -245,6 +251,7 @@ export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
     ack: (accountId, deviceId, seqs) => write(() => ackOne(accountId, deviceId, seqs)),
     flushQueueWrites: flush,
     holdQueueWrites: hold,
+    groupWrite: write,
     async expire(now) {
       try {
         const messages = await sweepQueue(now);

@@ -6,6 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ServerError } from "../errors.ts";
 import { startSqliteCheckpointer } from "./sqlite-checkpointer.ts";
 import { createSqliteContext } from "./sqlite-context.ts";
+import { createSqliteDirectory } from "./sqlite-directory.ts";
+import { prepareKeyWriter } from "./sqlite-prekeys.ts";
 import { createSqliteQueue } from "./sqlite-queue.ts";
 import { openSqliteServerStore } from "./sqlite-server-store.ts";
 import { SQLITE_SCHEMA_VERSION } from "./sqlite-schema.ts";
@@ -361,6 +363,30 @@ describe("SQLite WAL restarts", () => {
     expect(count()).toBe(3);
     expect((await third).seqs).toHaveLength(1);
     releaseAgain();
+    db.close();
+  });
+
+  it("commits a touch in the group commit, held with it (a commit of its own escaped the hold)", async () => {
+    const path = freshPath();
+    await (await seed(path)).close();
+    const db = new Database(path);
+    const ctx = createSqliteContext(db, () => T0);
+    const queue = createSqliteQueue(ctx);
+    const directory = createSqliteDirectory(ctx, prepareKeyWriter(ctx), queue.groupWrite);
+    const lastSeen = () =>
+      (
+        db
+          .prepare("SELECT last_seen AS t FROM devices WHERE account_id = 'acct' AND device_id = 1")
+          .get() as { t: number }
+      ).t;
+    const before = lastSeen();
+    const release = queue.holdQueueWrites();
+    const touched = directory.touchDevice("acct", 1, before + 1000);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(lastSeen()).toBe(before); // held, not committed on its own
+    release();
+    await touched;
+    expect(lastSeen()).toBe(before + 1000);
     db.close();
   });
 });

@@ -61,7 +61,7 @@ export function openSqliteServerStore(options: SqliteServerStoreOptions): Server
     throw new ServerError("Unavailable", "cannot open the server database", { cause: err });
   }
   const ctx = createSqliteContext(db, options.now ?? Date.now);
-  const { flushQueueWrites, holdQueueWrites, ...queueMethods } = createSqliteQueue(ctx);
+  const { flushQueueWrites, holdQueueWrites, groupWrite, ...queueMethods } = createSqliteQueue(ctx);
   // Checkpoints run on a worker thread (see startSqliteCheckpointer), which also has the WAL
   // started over, with the group commit held while it copies back the rest; the writer's own
   // autocheckpoint stays as a fallback, should the worker fall behind or die, well past the
@@ -87,7 +87,7 @@ export function openSqliteServerStore(options: SqliteServerStoreOptions): Server
   const opened = db;
 
   return {
-    ...createSqliteDirectory(ctx, writeKeys),
+    ...createSqliteDirectory(ctx, writeKeys, groupWrite),
     ...createSqlitePreKeys(ctx, writeKeys),
     ...queueMethods,
     ...createSqliteGroups(ctx),
