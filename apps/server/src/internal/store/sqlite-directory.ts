@@ -310,20 +310,23 @@ export function createSqliteDirectory(
       devicesWrite(input.accountId, () => {
         removeDevice(input);
       }),
-    // In the group commit, not a commit of its own: every connection and disconnection touches,
-    // and a burst of them (a reconnect storm, 600 idle connections closing) was a burst of
-    // commits. A commit of its own also escaped the checkpointer's hold of the group commit
-    // and kept the WAL from being started over: with only such writes coming in (a script, 4 s,
-    // a restart asked for every 400 frames), 8 and 5 of 39 holds were followed by a restart in
-    // two runs; with the touches in the group commit, 13 of 13.
-    touchDevice: (accountId, deviceId, now) =>
-      groupWrite(() => {
-        try {
-          q.touch.run(now, accountId, deviceId, now);
-        } finally {
-          ctx.forget(accountId);
+    // In the group commit, not a commit of its own: every authenticated connection and
+    // disconnection touches its device. A commit of its own escaped the checkpointer's hold of
+    // the group commit and kept the WAL from being started over: with only such writes coming in
+    // (a script, 4 s, a restart asked for every 400 frames), 8 and 5 of 39 holds were followed by
+    // a restart in two runs; with the touches in the group commit, 13 of 13. It checks before it
+    // writes, as a group write must: anything but a ServerError fails the whole group. Only the
+    // cached device lists hold last_seen; the device keys stay cached.
+    touchDevice: (accountId, deviceId, now) => {
+      if (typeof accountId !== "string" || !Number.isInteger(deviceId) || !Number.isFinite(now)) {
+        return Promise.reject(new ServerError("InvalidRequest", "bad device activity"));
+      }
+      return groupWrite(() => {
+        if (q.touch.run(now, accountId, deviceId, now).changes > 0) {
+          ctx.deviceLists.delete(accountId);
         }
-      }),
+      });
+    },
     listStaleCompanions: (before) =>
       run(() =>
         q.stale.all(before).map((r) => ({ accountId: r.account_id, deviceId: r.device_id })),

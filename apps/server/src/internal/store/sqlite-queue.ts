@@ -23,7 +23,7 @@ type QueueMethods = Pick<
   groupWrite: <T>(apply: () => T) => Promise<T>;
 };
 
-/** A submission or acknowledgement waiting for the group commit. */
+/** A submission, an acknowledgement or another group write (a touch) waiting for the group commit. */
 interface PendingWrite {
   apply(): unknown;
   resolve(value: unknown): void;
@@ -54,7 +54,8 @@ const EXPIRE_SCAN_MAX = 200_000;
 /**
  * The per-device message queues and the submission dedup keys of the SQLite store.
  *
- * Group commit: `enqueue` and `ack` calls made in the same turn of the event loop are applied in
+ * Group commit: `enqueue` and `ack` calls (and other small writes given to `groupWrite`: device
+ * touches) made in the same turn of the event loop are applied in
  * call order inside one transaction, committed at the end of the turn (`setImmediate`); each
  * promise settles only after that commit. Each call stays atomic on its own: one that fails its
  * checks ("NotFound") writes nothing and does not disturb the others; a database failure fails

@@ -384,9 +384,15 @@ describe("SQLite WAL restarts", () => {
     const touched = directory.touchDevice("acct", 1, before + 1000);
     await new Promise((r) => setTimeout(r, 50));
     expect(lastSeen()).toBe(before); // held, not committed on its own
+    // A device list cached meanwhile has the committed value, and is dropped by the touch.
+    expect((await directory.listDevices("acct"))[0]?.lastSeen).toBe(before);
     release();
     await touched;
     expect(lastSeen()).toBe(before + 1000);
+    expect((await directory.listDevices("acct"))[0]?.lastSeen).toBe(before + 1000);
+    await expect(directory.touchDevice("acct", 1, Number.NaN)).rejects.toMatchObject({
+      code: "InvalidRequest",
+    });
     db.close();
   });
 });
