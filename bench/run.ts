@@ -7,8 +7,8 @@
 // generation its scavenges averaged 4.4-6.4 ms, one every ~55 ms, at peak. And with
 // `--no-allocation-site-pretenuring`. Without it, in 4 of 10 relay bench runs this process ran
 // full collections in the paced latency phase (1 to 12 of them in 2 s, pauses of 4-15.6 ms),
-// and those 4 runs had the 4 highest p99s (21.7-41 ms; the other 6: 10.1-18.1 ms). With it, 1
-// of 28 runs had any (2, the longest 10 ms; p99 22.67 ms). The likely cause: V8 learns from the
+// and those 4 runs had the 4 highest p99s (21.7-41 ms; the other 6: 10.1-18.1 ms). With it, 3
+// of 40 runs had any (1 to 5, the longest 13.8 ms). The likely cause: V8 learns from the
 // peak runs, whose window of 512 requests in flight outlives a scavenge, to allocate the request
 // path's objects straight in the old generation. The peak figures did not suffer: over 12 runs
 // each, taken in turn, the relay's median rate was 58.0k messages/s with the flag and 49.2k
