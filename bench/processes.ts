@@ -7,7 +7,8 @@ import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 
 const root = join(import.meta.dirname, "..");
-const STALL_WATCH = pathToFileURL(join(import.meta.dirname, "stall-watch.mjs")).href;
+/** The file URL of stall-watch.mjs (BENCH_STALL_WATCH), for `--import` and `import()`. */
+export const STALL_WATCH = pathToFileURL(join(import.meta.dirname, "stall-watch.mjs")).href;
 
 /**
  * Node flags the servers run with, as apps/server's README says to deploy the relay ("Running

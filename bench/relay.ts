@@ -220,7 +220,13 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   const loadGcs: PerformanceEntry[] = [];
   const gcWatch = new PerformanceObserver((list) => loadGcs.push(...list.getEntries()));
   let gcFrom = 0;
-  let pacedCpu = { server: 0, load: 0, machine: 0 };
+  // CPU time so far (ms): the server's, this process's (the load's) and the whole machine's.
+  const cpuNow = () => ({
+    server: cpuMs(child.pid!),
+    load: cpuMs(process.pid),
+    machine: machineBusyMs(),
+  });
+  let pacedCpu = cpuNow();
   let answered = 0;
   let failed: unknown;
   const t0 = nowMs();
@@ -236,7 +242,7 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
       loadLag.enable();
       gcWatch.observe({ entryTypes: ["gc"] });
       gcFrom = performance.now();
-      pacedCpu = { server: cpuMs(child.pid!), load: cpuMs(process.pid), machine: machineBusyMs() };
+      pacedCpu = cpuNow();
       mark("latency");
     }
     if (recorded >= 0) sentAt[recorded] = nowMs();
@@ -272,9 +278,12 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   // last arrival, over the recorded messages (the warm-up's last arrivals and acks fall in it
   // too; at most a few ms of the phase). /proc counts in 10 ms ticks: over this phase a step of
   // about 0.3-1 µs a message, hence whole µs.
-  const pacedServerCpuUs = ((cpuMs(child.pid!) - pacedCpu.server) * 1000) / latencyMessages;
-  const pacedLoadCpuUs = ((cpuMs(process.pid) - pacedCpu.load) * 1000) / latencyMessages;
-  const pacedMachineCpuUs = ((machineBusyMs() - pacedCpu.machine) * 1000) / latencyMessages;
+  const pacedEnd = cpuNow();
+  const pacedUs = (side: keyof typeof pacedEnd) =>
+    ((pacedEnd[side] - pacedCpu[side]) * 1000) / latencyMessages;
+  const pacedServerCpuUs = pacedUs("server");
+  const pacedLoadCpuUs = pacedUs("load");
+  const pacedMachineCpuUs = pacedUs("machine");
   const latencies = Array.from(sentAt, (t, i) => arrivedAt[i]! - t);
   // BENCH_LAT_DUMP=file: each latency message's send time (this process's monotonic clock, ms)
   // and latency, as JSON, to line the tail up with GC traces or other processes' stalls

@@ -38,6 +38,6 @@ console.log(`bench ${name}`);
 // BENCH_STALL_WATCH=1: this process, and the children processes.ts starts, report their GC
 // pauses and event-loop stalls (see stall-watch.mjs).
 if (process.env.BENCH_STALL_WATCH) {
-  await import(pathToFileURL(join(import.meta.dirname, "stall-watch.mjs")).href);
+  await import((await import("./processes.ts")).STALL_WATCH);
 }
 await import(pathToFileURL(join(import.meta.dirname, `${name}.ts`)).href);

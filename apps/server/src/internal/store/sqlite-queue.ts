@@ -55,12 +55,12 @@ const EXPIRE_SCAN_MAX = 200_000;
  * The per-device message queues and the submission dedup keys of the SQLite store.
  *
  * Group commit: `enqueue` and `ack` calls (and other small writes given to `groupWrite`: device
- * touches) made in the same turn of the event loop are applied in
- * call order inside one transaction, committed at the end of the turn (`setImmediate`); each
- * promise settles only after that commit. Each call stays atomic on its own: one that fails its
- * checks ("NotFound") writes nothing and does not disturb the others; a database failure fails
- * every call of the batch and commits none of them. A burst of submissions from many connections
- * then costs one commit instead of one each.
+ * touches) made in the same turn of the event loop are applied in call order inside one
+ * transaction, committed at the end of the turn (`setImmediate`); each promise settles only after
+ * that commit. Each call stays atomic on its own: one that fails its checks ("NotFound") writes
+ * nothing and does not disturb the others; a database failure fails every call of the batch and
+ * commits none of them. A burst of submissions from many connections then costs one commit
+ * instead of one each.
  */
 export function createSqliteQueue(ctx: SqliteContext): QueueMethods {
   const { db, run } = ctx;
