@@ -552,3 +552,47 @@ describe("relay server over Noise/WebSocket", () => {
     for (const s of series) expect(count(again, s)).toBe(count(metrics, s));
   });
 });
+
+describe("companion expiry", () => {
+  const DAY = 24 * 60 * 60 * 1000;
+
+  it("keeps a companion while its primary is online, and logs it out once the primary has been away for the expiry", async () => {
+    let clock = Date.now();
+    const srv = await startTestServer({}, { now: () => clock });
+    try {
+      const pia = await TestDevice.register(srv, "pia");
+      const laptop = await pia.linkCompanion(srv, "laptop");
+      const removed = () => laptop.pushes.some((p) => p.kind.case === "deviceRemoved");
+      const staleNow = () => srv.relay.context.store.listStaleCompanions(clock - 14 * DAY);
+      // The primary stays connected for 20 days. Each pass writes its last_seen again, so the
+      // store itself never lists the companion as stale (which any node of a cluster would act on).
+      for (let day = 5; day <= 20; day += 5) {
+        clock += 5 * DAY;
+        await srv.relay.runHousekeeping();
+        expect(await staleNow()).toEqual([]);
+      }
+      await laptop.conn.request({ case: "startDelivery", value: {} });
+      expect(removed()).toBe(false);
+      // The primary leaves on day 20: 13 days later the companion is still linked, 15 days later
+      // it is logged out.
+      await pia.conn.close();
+      for (let i = 0; i < 100 && srv.relay.connectionCount > 1; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(srv.relay.connectionCount).toBe(1);
+      clock += 13 * DAY;
+      await srv.relay.runHousekeeping();
+      expect(removed()).toBe(false);
+      clock += 2 * DAY;
+      await srv.relay.runHousekeeping();
+      await laptop.waitFor(removed);
+      await laptop.conn.ended;
+      await laptop.reconnect(srv);
+      expect(await refusal(laptop.conn.request({ case: "startDelivery", value: {} }))).toBe(
+        "Unauthorized",
+      );
+    } finally {
+      await srv.close();
+    }
+  });
+});

@@ -24,6 +24,8 @@ export interface RelayOptions {
   now?: () => number;
 }
 
+const PRIMARY = 1;
+const HOUR = 60 * 60 * 1000;
 const key = (accountId: string, deviceId: number) => `${accountId}|${deviceId}`;
 
 /**
@@ -146,8 +148,9 @@ export class Relay {
       );
       bus.bound(device.accountId, device.deviceId, stamp);
     }
+    session.touchedAt = this.context.now();
     void this.options.store
-      .touchDevice(device.accountId, device.deviceId, this.context.now())
+      .touchDevice(device.accountId, device.deviceId, session.touchedAt)
       .catch(() => undefined);
   }
 
@@ -164,14 +167,31 @@ export class Relay {
       .catch(() => undefined);
   }
 
-  /** Expires old queue entries and logs out companions whose primary has been away too long. */
+  /**
+   * Expires old queue entries and logs out companions whose primary has been away too long.
+   *
+   * A primary is "away" by its stored `last_seen`, which connecting and disconnecting write. So
+   * that a primary online for longer than the expiry (or one whose node dies without writing
+   * its disconnect) still counts as seen, each pass first writes `last_seen` again for the
+   * primaries connected here that were last written a while ago (an eighth of the expiry, at
+   * most an hour: so each connected primary about once an hour, not on every pass). And a companion whose primary
+   * is connected here is never logged out, even if its primary's touch is not committed yet.
+   */
   async runHousekeeping(): Promise<void> {
     const now = this.context.now();
+    const expiry = this.options.config.companionExpiryMs;
     try {
       await this.options.store.expire(now);
-      for (const c of await this.options.store.listStaleCompanions(
-        now - this.options.config.companionExpiryMs,
-      )) {
+      const refreshBefore = now - Math.min(HOUR, expiry / 8);
+      const touches: Array<Promise<void>> = [];
+      for (const s of this.byDevice.values()) {
+        if (s.device?.deviceId !== PRIMARY || s.touchedAt > refreshBefore) continue;
+        s.touchedAt = now;
+        touches.push(this.options.store.touchDevice(s.device.accountId, PRIMARY, now));
+      }
+      await Promise.all(touches);
+      for (const c of await this.options.store.listStaleCompanions(now - expiry)) {
+        if (this.byDevice.has(key(c.accountId, PRIMARY))) continue;
         const account = await this.options.store.getAccount(c.accountId);
         if (!account) continue;
         // The server cannot sign a new device list (only the primary can); it removes the

@@ -46,6 +46,8 @@ export class Session implements Caller {
   readonly noiseKey: Uint8Array;
   /** In a cluster: when this connection became the device's (see Relay.bind). */
   bindStamp = "";
+  /** When the relay last recorded this device as seen (see Relay.runHousekeeping). */
+  touchedAt = 0;
   private delivering = false;
   private lastPushed = 0;
   private wake: (() => void) | undefined;
