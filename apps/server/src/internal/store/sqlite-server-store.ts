@@ -17,6 +17,16 @@ import { createSqliteQueue } from "./sqlite-queue.ts";
 import { createSqliteVault } from "./sqlite-vault.ts";
 import { migrate } from "./sqlite-schema.ts";
 
+/**
+ * The connection's page cache, in KiB (SQLite's default is 2 MiB). The dedup keys and the queue
+ * outgrow 2 MiB within seconds at the relay benchmark's rate, and every page SQLite has to read
+ * back is a system call on the one thread that also serves the sockets. With 64 MiB, peak runs
+ * alternated with the same build on the default delivered 5.5% and 7.4% more messages a second
+ * (medians of 10 runs each, two pairs), with 1.3 and 1.7 µs less server CPU per message. A
+ * memory map of the file (`mmap_size`) on top of it did worse than the cache alone.
+ */
+const PAGE_CACHE_KIB = 64 * 1024;
+
 /** Options for {@link openSqliteServerStore}. */
 export interface SqliteServerStoreOptions {
   /** The database file (created if missing). `":memory:"` for a throwaway database. */
@@ -54,6 +64,7 @@ export function openSqliteServerStore(options: SqliteServerStoreOptions): Server
     db.pragma("busy_timeout = 5000");
     // After a burst the WAL file is truncated back to this size at checkpoints.
     db.pragma("journal_size_limit = 67108864");
+    db.pragma(`cache_size = -${String(PAGE_CACHE_KIB)}`);
     migrate(db, options.logger);
   } catch (err) {
     if (db?.open) db.close();
