@@ -24,6 +24,7 @@ export default tseslint.config(
   {
     ignores: [
       "**/dist/**",
+      "**/dist-base/**",
       "**/node_modules/**",
       "**/.turbo/**",
       "**/coverage/**",
