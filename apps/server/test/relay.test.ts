@@ -6,7 +6,10 @@ import { ClientFrameSchema, GroupNoticeSchema } from "@pairwise/core/relay-proto
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTextSender } from "./fixtures/text-sender.ts";
-import { TestDevice, connect, startTestServer } from "./support.ts";
+import { join } from "node:path";
+import { TestDevice, connect, startTestServer, tempDir } from "./support.ts";
+import { openSqliteServerStore } from "../src/internal/store/sqlite-server-store.ts";
+import type { ServerStore } from "../src/internal/store/server-store.ts";
 import { generateNoiseKeyPair } from "@pairwise/transport";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
@@ -582,6 +585,7 @@ describe("companion expiry", () => {
       expect(srv.relay.connectionCount).toBe(1);
       clock += 13 * DAY;
       await srv.relay.runHousekeeping();
+      expect(await srv.relay.context.store.getDevice("pia", laptop.deviceId)).toBeDefined();
       expect(removed()).toBe(false);
       clock += 2 * DAY;
       await srv.relay.runHousekeeping();
@@ -592,6 +596,49 @@ describe("companion expiry", () => {
         "Unauthorized",
       );
     } finally {
+      await srv.close();
+    }
+  });
+
+  it("keeps the companions of a primary that comes back while a pass runs", async () => {
+    let clock = Date.now();
+    const dataDir = tempDir();
+    const sqlite = openSqliteServerStore({ path: join(dataDir, "relay.db") });
+    // Writes of last_seen wait for this gate: a connect whose write has not landed yet.
+    let openGate = () => {};
+    let gate = Promise.resolve();
+    const store = new Proxy(sqlite, {
+      get(target, prop, receiver) {
+        if (prop === "touchDevice") {
+          return async (...args: Parameters<ServerStore["touchDevice"]>) => {
+            await gate;
+            return target.touchDevice(...args);
+          };
+        }
+        return Reflect.get(target, prop, receiver) as unknown;
+      },
+    });
+    const srv = await startTestServer({ dataDir }, { now: () => clock, store });
+    try {
+      const qin = await TestDevice.register(srv, "qin");
+      const laptop = await qin.linkCompanion(srv, "laptop");
+      await qin.conn.close();
+      for (let i = 0; i < 100 && srv.relay.connectionCount > 1; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(srv.relay.connectionCount).toBe(1);
+      clock += 15 * DAY;
+      gate = new Promise((resolve) => (openGate = resolve));
+      await qin.reconnect(srv);
+      // Answered only once the server has bound the connection (and asked for its write).
+      await qin.conn.request({ case: "ping", value: {} });
+      const pass = srv.relay.runHousekeeping();
+      setTimeout(openGate, 100);
+      await pass;
+      expect(await srv.relay.context.store.getDevice("qin", laptop.deviceId)).toBeDefined();
+      expect(laptop.pushes.some((p) => p.kind.case === "deviceRemoved")).toBe(false);
+    } finally {
+      openGate();
       await srv.close();
     }
   });

@@ -26,15 +26,19 @@ import { websocketConnector } from "@pairwise/transport/websocket";
 import { pino } from "pino";
 import { resolveConfig, type ServerConfigInput } from "../src/internal/config.ts";
 import { startServer, type RunningServer } from "../src/internal/server.ts";
+import type { ServerStore } from "../src/internal/store/server-store.ts";
 
 export function tempDir(prefix = "pairwise-server-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Starts a relay on 127.0.0.1, port chosen by the OS, data in a fresh temp dir (its clock `now`, if given). */
+/**
+ * Starts a relay on 127.0.0.1, port chosen by the OS, data in a fresh temp dir (its clock `now`
+ * and its `store`, if given).
+ */
 export async function startTestServer(
   config: ServerConfigInput = {},
-  options: { now?: () => number } = {},
+  options: { now?: () => number; store?: ServerStore } = {},
 ): Promise<RunningServer & { dataDir: string }> {
   const dataDir = config.dataDir ?? tempDir();
   const server = await startServer({

@@ -26,6 +26,8 @@ export interface RelayOptions {
 
 const PRIMARY = 1;
 const HOUR = 60 * 60 * 1000;
+/** Connected primaries whose `last_seen` one housekeeping pass writes again, at most. */
+const REFRESH_PER_PASS = 1000;
 const key = (accountId: string, deviceId: number) => `${accountId}|${deviceId}`;
 
 /**
@@ -43,6 +45,8 @@ export class Relay {
   private bindCounter = 0;
   private readonly provisioningRefs = new Map<string, () => void>();
   private readonly inFlight = new Set<Promise<void>>();
+  /** Writes of `last_seen` under way (see {@link Relay.touch}). */
+  private readonly touching = new Set<Promise<void>>();
   private readonly housekeeping: NodeJS.Timeout;
   private accepting = true;
 
@@ -148,10 +152,7 @@ export class Relay {
       );
       bus.bound(device.accountId, device.deviceId, stamp);
     }
-    session.touchedAt = this.context.now();
-    void this.options.store
-      .touchDevice(device.accountId, device.deviceId, session.touchedAt)
-      .catch(() => undefined);
+    void this.touch(device.accountId, device.deviceId, session);
   }
 
   private unbind(session: Session): void {
@@ -162,9 +163,27 @@ export class Relay {
     this.unwatch.get(session)?.();
     this.unwatch.delete(session);
     this.metrics.connections.set(this.byDevice.size);
-    void this.options.store
-      .touchDevice(device.accountId, device.deviceId, this.context.now())
-      .catch(() => undefined);
+    void this.touch(device.accountId, device.deviceId);
+  }
+
+  /**
+   * Writes a device's `last_seen` (on connect, on disconnect, and again by housekeeping for a
+   * connected primary; `session`, if given, records when). Never rejects: a failed write is
+   * forgotten by `session`, so that the next housekeeping pass writes it again. Housekeeping
+   * waits for the writes under way before it reads who has been away.
+   */
+  private touch(accountId: string, deviceId: number, session?: Session): Promise<void> {
+    const at = this.context.now();
+    if (session) session.touchedAt = at;
+    const written = this.options.store.touchDevice(accountId, deviceId, at).then(
+      () => undefined,
+      () => {
+        if (session?.touchedAt === at) session.touchedAt = 0;
+      },
+    );
+    this.touching.add(written);
+    void written.finally(() => this.touching.delete(written));
+    return written;
   }
 
   /**
@@ -174,24 +193,32 @@ export class Relay {
    * that a primary online for longer than the expiry (or one whose node dies without writing
    * its disconnect) still counts as seen, each pass first writes `last_seen` again for the
    * primaries connected here that were last written a while ago (an eighth of the expiry, at
-   * most an hour: so each connected primary about once an hour, not on every pass). And a companion whose primary
-   * is connected here is never logged out, even if its primary's touch is not committed yet.
+   * most an hour), at most REFRESH_PER_PASS of them, so that a node's primaries are spread over
+   * the passes rather than written all at once an hour after a restart. It then waits for every
+   * such write under way (connects and disconnects included) before it reads the stale list.
+   * And a companion is kept if its primary is connected here, or was seen since the list was
+   * read (read again just before the removal: it may have connected to another node).
    */
   async runHousekeeping(): Promise<void> {
     const now = this.context.now();
     const expiry = this.options.config.companionExpiryMs;
+    const cutoff = now - expiry;
     try {
       await this.options.store.expire(now);
       const refreshBefore = now - Math.min(HOUR, expiry / 8);
-      const touches: Array<Promise<void>> = [];
+      let refreshed = 0;
       for (const s of this.byDevice.values()) {
-        if (s.device?.deviceId !== PRIMARY || s.touchedAt > refreshBefore) continue;
-        s.touchedAt = now;
-        touches.push(this.options.store.touchDevice(s.device.accountId, PRIMARY, now));
+        if (refreshed >= REFRESH_PER_PASS) break;
+        const device = s.device;
+        if (device?.deviceId !== PRIMARY || s.touchedAt > refreshBefore) continue;
+        void this.touch(device.accountId, PRIMARY, s);
+        refreshed++;
       }
-      await Promise.all(touches);
-      for (const c of await this.options.store.listStaleCompanions(now - expiry)) {
+      await Promise.all([...this.touching]);
+      for (const c of await this.options.store.listStaleCompanions(cutoff)) {
         if (this.byDevice.has(key(c.accountId, PRIMARY))) continue;
+        const primary = await this.options.store.getDevice(c.accountId, PRIMARY);
+        if (primary && primary.lastSeen >= cutoff) continue;
         const account = await this.options.store.getAccount(c.accountId);
         if (!account) continue;
         // The server cannot sign a new device list (only the primary can); it removes the

@@ -20,10 +20,11 @@ import { migrate } from "./sqlite-schema.ts";
 /**
  * The connection's page cache, in KiB (SQLite's default is 2 MiB). The dedup keys and the queue
  * outgrow 2 MiB within seconds at the relay benchmark's rate, and every page SQLite has to read
- * back is a system call on the one thread that also serves the sockets. With 64 MiB, peak runs
- * alternated with the same build on the default delivered 5.5% and 7.4% more messages a second
- * (medians of 10 runs each, two pairs), with 1.3 and 1.7 µs less server CPU per message. A
- * memory map of the file (`mmap_size`) on top of it did worse than the cache alone.
+ * back is a system call on the one thread that also serves the sockets. The gain is small and
+ * mostly in CPU: with `npm run bench -- relay-ab` (20 rounds against the same build on the
+ * default), the server's CPU per message read 0.982 and 0.962 of the default's and the rate
+ * 0.991 and 1.014, where identical builds read 1.022 and 1.038 (CPU) and 0.984 and 0.878 (rate).
+ * A memory map of the file (`mmap_size`) on top of it did worse than the cache alone.
  */
 const PAGE_CACHE_KIB = 64 * 1024;
 
