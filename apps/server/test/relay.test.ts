@@ -1,12 +1,14 @@
 import { createHash } from "node:crypto";
 import { ClientError, expectResult } from "@pairwise/client";
 import { fromBinary } from "@bufbuild/protobuf";
-import { decodeContent, decryptContent } from "@pairwise/core";
+import { decodeContent, decryptContent, newMessageId } from "@pairwise/core";
 import { ClientFrameSchema, GroupNoticeSchema } from "@pairwise/core/relay-proto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTextSender } from "./fixtures/text-sender.ts";
 import { join } from "node:path";
+import Database from "better-sqlite3";
+import { submissionKey } from "../src/internal/dedup-key.ts";
 import { TestDevice, connect, startTestServer, tempDir } from "./support.ts";
 import { openSqliteServerStore } from "../src/internal/store/sqlite-server-store.ts";
 import type { ServerStore } from "../src/internal/store/server-store.ts";
@@ -146,12 +148,25 @@ describe("relay server over Noise/WebSocket", () => {
     expect((await send(erin, "frank", "to both", "x-2")).case).toBe("submit");
   });
 
-  it("deduplicates a resubmitted message id", async () => {
+  it("deduplicates a resubmitted message id, keeping neither sender nor id in the clear", async () => {
     const gina = await TestDevice.register(server, "gina");
     await TestDevice.register(server, "hank");
-    await send(gina, "hank", "once", "d-1");
-    const again = expectResult(await send(gina, "hank", "once", "d-1"), "submit");
+    const id = newMessageId();
+    await send(gina, "hank", "once", id);
+    const again = expectResult(await send(gina, "hank", "once", id), "submit");
     expect(again.duplicate).toBe(true);
+    // The kept key is a digest after the id's timestamp: no account, no message id.
+    const db = new Database(join(server.dataDir, "relay.db"), { readonly: true });
+    try {
+      const keys = db.prepare("SELECT key FROM dedup").pluck().all() as string[];
+      expect(keys).toContain(submissionKey("gina|1", id));
+      for (const k of keys) {
+        expect(k).not.toContain("gina");
+        expect(k).not.toContain(id.slice(14));
+      }
+    } finally {
+      db.close();
+    }
   });
 
   it("enforces authorization: own queue, own account's list, own keys; primary-only operations", async () => {

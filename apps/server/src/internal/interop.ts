@@ -25,6 +25,7 @@ import {
   type HandlerResult,
   type RelayContext,
 } from "./context.ts";
+import { submissionKey } from "./dedup-key.ts";
 import { ServerError } from "./errors.ts";
 import { requireDevice } from "./handlers/accounts.ts";
 import { groupNotice, wakeNotified } from "./handlers/group-notices.ts";
@@ -656,7 +657,7 @@ export function federationHandler(
       const r = await ctx.store.enqueue(inserts, {
         now,
         expiresAt: now + ctx.config.queueTtlMs,
-        dedupKey: `fed|${sender}|${req.senderDevice}|${messageId}`,
+        dedupKey: submissionKey(`fed|${sender}|${req.senderDevice}`, messageId),
       });
       duplicate = r.duplicate;
       if (!r.duplicate) for (const i of inserts) ctx.notify(i.accountId, i.deviceId);
@@ -730,7 +731,10 @@ export function federationHandler(
         req.groupSender !== ""
           ? fromHost(getService(), partner, req.groupSender)
           : `${req.senderAccount}@${partner}`;
-      const dedupKey = `fed|${sender}|${req.senderDevice}|${messageId}|${req.recipient}`;
+      const dedupKey = submissionKey(
+        `fed|${sender}|${req.senderDevice}|${req.recipient}`,
+        messageId,
+      );
       if (req.groupId !== "") {
         // One Sender Key ciphertext for every device of the member (the sender cannot know them).
         check(/^[A-Za-z0-9_-]{8,64}$/.test(req.groupId), "group id is not valid");

@@ -21,6 +21,7 @@ import type {
   PendingResult,
   RelayContext,
 } from "../context.ts";
+import { submissionKey } from "../dedup-key.ts";
 import { ServerError } from "../errors.ts";
 import type { GroupRecord, QueueInsert } from "../store/server-store.ts";
 import { LIMITS, check, checkAccountId, checkMessageId, checkText } from "../validate.ts";
@@ -233,7 +234,7 @@ export async function submitMessage(
     ctx,
     inserts,
     now,
-    req.targeted ? undefined : `${me.accountId}|${me.deviceId}|${messageId}`,
+    req.targeted ? undefined : submissionKey(`${me.accountId}|${me.deviceId}`, messageId),
   );
 }
 

@@ -160,6 +160,14 @@ const MIGRATIONS: readonly string[] = [
     position NOT NULL
   ) WITHOUT ROWID;
   `,
+  `
+  -- Dedup keys are digests now (dedup-key.ts), not the sender and message id in the clear: the
+  -- clear ones (they hold "|", a digest never does) go at once. A resubmission of a message
+  -- sent before this version is stored again; its recipients drop it by its message id. The
+  -- expiry walk of the table starts over.
+  DELETE FROM dedup WHERE key LIKE '%|%';
+  DELETE FROM sweep_cursors WHERE name = 'dedup';
+  `,
 ];
 
 /** The schema version this code writes. */
