@@ -533,6 +533,19 @@ describe("relay server over Noise/WebSocket", () => {
     expect(ruth.envelopes()).toHaveLength(0);
   });
 
+  it("keeps every dedup key as a digest, group submissions included", () => {
+    // Runs after the tests above (one-to-one, group and targeted submissions): none of their
+    // keys names a sender.
+    const db = new Database(join(server.dataDir, "relay.db"), { readonly: true });
+    try {
+      const keys = db.prepare("SELECT key FROM dedup").pluck().all() as string[];
+      expect(keys.length).toBeGreaterThan(5);
+      for (const k of keys) expect(k).toMatch(/^([0-9a-f]{12}\.)?[A-Za-z0-9_-]{22}$/);
+    } finally {
+      db.close();
+    }
+  });
+
   it("serves /healthz and /metrics", async () => {
     const base = `http://127.0.0.1:${server.port}`;
     const health = await fetch(`${base}/healthz`);

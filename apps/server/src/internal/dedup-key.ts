@@ -17,7 +17,9 @@ function isUuidV7(id: string): boolean {
  * sent it (`scope`: account and device, or the federated sender) and its message id, not the
  * two in the clear. The store keeps these keys as long as a queued message may wait (30 days by
  * default), long after the message itself is delivered and deleted; in the clear they were a
- * list of who sent a message when.
+ * list of who sent a message when. The digest is not keyed: it hides ids that cannot be
+ * guessed (a UUIDv7 has 74 random bits), but for an id that is known or guessable, someone
+ * holding the database can try each account and device to find the sender.
  *
  * A UUIDv7 id's millisecond timestamp (hex) comes first, so that keys are written in time
  * order, at the end of the table's b-tree, as the clear keys were for each sender: digests

@@ -354,7 +354,8 @@ export async function submitGroupMessage(
       inserts.push({ accountId: member, deviceId: d.deviceId, envelope });
     }
   }
-  return store(ctx, inserts, now, `${me.accountId}|${me.deviceId}|${messageId}`);
+  // The same scope as a one-to-one submission's: one id, one message, whichever way it went.
+  return store(ctx, inserts, now, submissionKey(`${me.accountId}|${me.deviceId}`, messageId));
 }
 
 /** BlobUpload: chunks of an encrypted blob; the final chunk carries the SHA-256. */

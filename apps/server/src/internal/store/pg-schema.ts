@@ -138,10 +138,12 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX backup_vault_logins_vault ON backup_vault_logins (vault_id);
   `,
   `
-  -- Dedup keys are digests now (dedup-key.ts), not the sender and message id in the clear: the
-  -- clear ones (they hold "|", a digest never does) go at once. A resubmission of a message
-  -- sent before this version is stored again; its recipients drop it by its message id.
-  DELETE FROM dedup WHERE key LIKE '%|%';
+  -- Dedup keys are digests now (dedup-key.ts), not the sender and message id in the clear.
+  -- Every key so far is a clear one: TRUNCATE drops them with the table's files (a DELETE would
+  -- leave them in dead rows until a VACUUM). A resubmission of a message sent before this
+  -- version is stored again; its recipients drop it by its message id. Nodes still running the
+  -- version before keep writing clear keys until they are upgraded too.
+  TRUNCATE dedup;
   `,
 ];
 

@@ -41,6 +41,28 @@ describe("PostgreSQL store", () => {
     for (const s of stores) await s.close();
   });
 
+  it("drops the dedup keys the version before kept in the clear", async () => {
+    const fresh = `pw_test_${randomBytes(6).toString("hex")}`;
+    const open = () =>
+      openPgServerStore({ connectionString: TEST_POSTGRES, schema: fresh, maxConnections: 2 });
+    await (await open()).close();
+    const c = new pg.Client({ connectionString: TEST_POSTGRES });
+    await c.connect();
+    try {
+      await c.query(`INSERT INTO ${fresh}.dedup (key, expires_at) VALUES ('acct|1|m-1', 1)`);
+      // As the version before left it: the last migration runs again on opening.
+      await c.query(`DELETE FROM ${fresh}.pairwise_migrations WHERE version = $1`, [
+        PG_SCHEMA_VERSION,
+      ]);
+      await (await open()).close();
+      const r = await c.query(`SELECT count(*)::int AS n FROM ${fresh}.dedup`);
+      expect(r.rows[0]).toEqual({ n: 0 });
+    } finally {
+      await c.query(`DROP SCHEMA ${fresh} CASCADE`);
+      await c.end();
+    }
+  });
+
   it("refuses an unreachable database with Unavailable", async () => {
     const err: unknown = await openPgServerStore({
       connectionString: "postgres://postgres@127.0.0.1:1/test",

@@ -161,12 +161,14 @@ const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   `,
   `
-  -- Dedup keys are digests now (dedup-key.ts), not the sender and message id in the clear: the
-  -- clear ones (they hold "|", a digest never does) go at once. A resubmission of a message
-  -- sent before this version is stored again; its recipients drop it by its message id. The
-  -- expiry walk of the table starts over.
-  DELETE FROM dedup WHERE key LIKE '%|%';
+  -- Dedup keys are digests now (dedup-key.ts), not the sender and message id in the clear.
+  -- Every key so far is a clear one: they all go at once, their pages overwritten with zeros
+  -- (secure_delete), and so does the expiry walk's cursor, which holds one. A resubmission of a
+  -- message sent before this version is stored again; its recipients drop it by its message id.
+  PRAGMA secure_delete = ON;
+  DELETE FROM dedup;
   DELETE FROM sweep_cursors WHERE name = 'dedup';
+  PRAGMA secure_delete = OFF;
   `,
 ];
 

@@ -196,24 +196,25 @@ describe("SQLite server store", () => {
     expect(ServerError.is(err, "Unavailable")).toBe(true);
   });
 
-  it("drops dedup keys kept in the clear by earlier versions, keeping the digests", async () => {
+  it("drops the dedup keys version 3 kept in the clear, and the walk's cursor among them", async () => {
     const path = freshPath();
     await openSqliteServerStore({ path }).close();
     const db = new Database(path);
     const insert = db.prepare("INSERT INTO dedup (key, expires_at) VALUES (?, ?)");
     insert.run("acct|1|0193a5b2-1c3d-7abc-8def-0123456789ab", T0 + 60_000);
     insert.run("fed|bob@example|2|m-1|acct", T0 + 60_000);
-    insert.run("0193a5b21c3d.AAAAAAAAAAAAAAAAAAAAAA", T0 + 60_000);
-    db.prepare("INSERT INTO sweep_cursors (name, position) VALUES ('dedup', 'acct|1|x')").run();
-    // As the version before this one left it: the last migration runs again on opening.
-    db.pragma(`user_version = ${SQLITE_SCHEMA_VERSION - 1}`);
+    const cursor = db.prepare("INSERT INTO sweep_cursors (name, position) VALUES (?, ?)");
+    cursor.run("dedup", "acct|1|x");
+    cursor.run("queue", 42);
+    // As version 3 left it: migration 4 runs on opening.
+    db.pragma("user_version = 3");
     db.close();
     await openSqliteServerStore({ path }).close();
     const after = new Database(path);
-    expect(after.prepare("SELECT key FROM dedup").pluck().all()).toEqual([
-      "0193a5b21c3d.AAAAAAAAAAAAAAAAAAAAAA",
+    expect(after.prepare("SELECT count(*) FROM dedup").pluck().get()).toBe(0);
+    expect(after.prepare("SELECT name, position FROM sweep_cursors").all()).toEqual([
+      { name: "queue", position: 42 },
     ]);
-    expect(after.prepare("SELECT count(*) FROM sweep_cursors").pluck().get()).toBe(0);
     after.close();
   });
 
