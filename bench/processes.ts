@@ -85,14 +85,18 @@ export async function startProcess(
   return { child, match, waitLine };
 }
 
-/** Starts `pairwise-server` (the built one, with the Node flags production uses) on a loopback port in `dataDir`; returns its URL, pinned key and process. */
+/**
+ * Starts `pairwise-server` (the built one, with the Node flags production uses) on a loopback
+ * port in `dataDir`; returns its URL, pinned key and process. `dist` is the build to run
+ * (apps/server/dist unless given: relay-ab runs two).
+ */
 export async function startRelayProcess(
   dataDir: string,
-  options: { args?: string[]; env?: NodeJS.ProcessEnv } = {},
+  options: { args?: string[]; env?: NodeJS.ProcessEnv; dist?: string } = {},
 ): Promise<{ child: ChildProcess; url: string; publicKey: Uint8Array }> {
   const { child, match } = await startProcess(
     [
-      "apps/server/dist/cli.js",
+      join(options.dist ?? "apps/server/dist", "cli.js"),
       "--data",
       dataDir,
       "--host",

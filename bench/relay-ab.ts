@@ -20,7 +20,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { relayLoad, type RelayEndpoint } from "./relay-load.ts";
-import { SERVER_NODE_ARGS, cpuMs, startProcess } from "./processes.ts";
+import { cpuMs, startRelayProcess } from "./processes.ts";
 import { emitResult, line, percentile, round } from "./harness.ts";
 
 const FRAME = 200;
@@ -39,18 +39,11 @@ if (!base) {
 /** A relay of one build in its own process, with its own load (Alice and Bob), warmed up. */
 async function side(dist: string) {
   const dataDir = mkdtempSync(join(tmpdir(), "pairwise-bench-ab-"));
-  const { child, match } = await startProcess(
-    [join(dist, "cli.js"), "--data", dataDir, "--host", "127.0.0.1", "--port", "0"],
-    /^listening on (ws:\/\/[^\s]+)$/,
-    { ...process.env, PAIRWISE_SERVER_LOG_LEVEL: "warn" },
-    SERVER_NODE_ARGS,
-  );
-  const url = match[1]!;
-  const key = await (await fetch(url.replace("ws://", "http://") + "/server-key")).text();
-  const server = {
-    url,
-    publicKey: new Uint8Array(Buffer.from(key, "base64url")),
-  } as RelayEndpoint;
+  const { child, url, publicKey } = await startRelayProcess(dataDir, {
+    dist,
+    env: { PAIRWISE_SERVER_LOG_LEVEL: "warn" },
+  });
+  const server = { url, publicKey } as RelayEndpoint;
   const load = await relayLoad(server, server, { frameBytes: FRAME, window: WINDOW });
   await load.peak(WARMUP_MESSAGES);
   const rates: number[] = [];
@@ -87,18 +80,16 @@ const paired = (a: number[], b: number[]) =>
   );
 const rateRatio = paired(before.rates, after.rates);
 const cpuRatio = paired(before.serverUs, after.serverUs);
-line("base build (BENCH_AB_BASE), median", Math.round(percentile(before.rates, 50)), "messages/s");
-line(
-  "this build (apps/server/dist), median",
-  Math.round(percentile(after.rates, 50)),
-  "messages/s",
-);
+const basePerS = Math.round(percentile(before.rates, 50));
+const thisPerS = Math.round(percentile(after.rates, 50));
+line("base build (BENCH_AB_BASE), median", basePerS, "messages/s");
+line("this build (apps/server/dist), median", thisPerS, "messages/s");
 line(`this / base, median of ${String(ROUNDS)} rounds`, rateRatio);
 line("server CPU per message, this / base", cpuRatio);
 emitResult({
   bench: "relay-ab",
-  base_per_s: Math.round(percentile(before.rates, 50)),
-  this_per_s: Math.round(percentile(after.rates, 50)),
+  base_per_s: basePerS,
+  this_per_s: thisPerS,
   ratio: round(rateRatio),
   server_cpu_ratio: round(cpuRatio),
 });

@@ -1,13 +1,13 @@
 import { createHash } from "node:crypto";
+import { join } from "node:path";
 import { ClientError, expectResult } from "@pairwise/client";
 import { fromBinary } from "@bufbuild/protobuf";
 import { decodeContent, decryptContent, newMessageId } from "@pairwise/core";
 import { ClientFrameSchema, GroupNoticeSchema } from "@pairwise/core/relay-proto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTextSender } from "./fixtures/text-sender.ts";
-import { join } from "node:path";
 import Database from "better-sqlite3";
+import { createTextSender } from "./fixtures/text-sender.ts";
 import { submissionKey } from "../src/internal/dedup-key.ts";
 import { TestDevice, connect, startTestServer, tempDir } from "./support.ts";
 import { openSqliteServerStore } from "../src/internal/store/sqlite-server-store.ts";
@@ -53,6 +53,24 @@ async function receiveTexts(device: TestDevice, count: number): Promise<string[]
     await device.conn.request({ case: "ack", value: { seqs: [e.seq] } });
   }
   return out;
+}
+
+/** The dedup keys in a test server's SQLite file, read on a connection of their own. */
+function dedupKeys(srv: { dataDir: string }): string[] {
+  const db = new Database(join(srv.dataDir, "relay.db"), { readonly: true });
+  try {
+    return db.prepare("SELECT key FROM dedup").pluck().all() as string[];
+  } finally {
+    db.close();
+  }
+}
+
+/** Waits (bounded: 2 s) until the server holds `n` connections, then checks it does. */
+async function connectionsDownTo(srv: Server, n: number): Promise<void> {
+  for (let i = 0; i < 100 && srv.relay.connectionCount > n; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(srv.relay.connectionCount).toBe(n);
 }
 
 /** Whether `bytes` decode as a client frame whose request id the test's client may use. */
@@ -156,16 +174,11 @@ describe("relay server over Noise/WebSocket", () => {
     const again = expectResult(await send(gina, "hank", "once", id), "submit");
     expect(again.duplicate).toBe(true);
     // The kept key is a digest after the id's timestamp: no account, no message id.
-    const db = new Database(join(server.dataDir, "relay.db"), { readonly: true });
-    try {
-      const keys = db.prepare("SELECT key FROM dedup").pluck().all() as string[];
-      expect(keys).toContain(submissionKey("gina|1", id));
-      for (const k of keys) {
-        expect(k).not.toContain("gina");
-        expect(k).not.toContain(id.slice(14));
-      }
-    } finally {
-      db.close();
+    const keys = dedupKeys(server);
+    expect(keys).toContain(submissionKey("gina|1", id));
+    for (const k of keys) {
+      expect(k).not.toContain("gina");
+      expect(k).not.toContain(id.slice(14));
     }
   });
 
@@ -536,14 +549,9 @@ describe("relay server over Noise/WebSocket", () => {
   it("keeps every dedup key as a digest, group submissions included", () => {
     // Runs after the tests above (one-to-one, group and targeted submissions): none of their
     // keys names a sender.
-    const db = new Database(join(server.dataDir, "relay.db"), { readonly: true });
-    try {
-      const keys = db.prepare("SELECT key FROM dedup").pluck().all() as string[];
-      expect(keys.length).toBeGreaterThan(5);
-      for (const k of keys) expect(k).toMatch(/^([0-9a-f]{12}\.)?[A-Za-z0-9_-]{22}$/);
-    } finally {
-      db.close();
-    }
+    const keys = dedupKeys(server);
+    expect(keys.length).toBeGreaterThan(5);
+    for (const k of keys) expect(k).toMatch(/^([0-9a-f]{12}\.)?[A-Za-z0-9_-]{22}$/);
   });
 
   it("serves /healthz and /metrics", async () => {
@@ -607,10 +615,7 @@ describe("companion expiry", () => {
       // The primary leaves on day 20: 13 days later the companion is still linked, 15 days later
       // it is logged out.
       await pia.conn.close();
-      for (let i = 0; i < 100 && srv.relay.connectionCount > 1; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      expect(srv.relay.connectionCount).toBe(1);
+      await connectionsDownTo(srv, 1);
       clock += 13 * DAY;
       await srv.relay.runHousekeeping();
       expect(await srv.relay.context.store.getDevice("pia", laptop.deviceId)).toBeDefined();
@@ -651,10 +656,7 @@ describe("companion expiry", () => {
       const qin = await TestDevice.register(srv, "qin");
       const laptop = await qin.linkCompanion(srv, "laptop");
       await qin.conn.close();
-      for (let i = 0; i < 100 && srv.relay.connectionCount > 1; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      expect(srv.relay.connectionCount).toBe(1);
+      await connectionsDownTo(srv, 1);
       clock += 15 * DAY;
       gate = new Promise((resolve) => (openGate = resolve));
       await qin.reconnect(srv);

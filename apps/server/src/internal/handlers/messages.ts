@@ -30,6 +30,17 @@ import { requireDevice } from "./accounts.ts";
 import { groupNotice, wakeNotified } from "./group-notices.ts";
 
 /**
+ * The dedup key of a submission from one of this server's devices: one scope for one-to-one and
+ * group submissions alike (one id, one message, whichever way it went).
+ */
+function localSubmissionKey(
+  me: { accountId: string; deviceId: number },
+  messageId: string,
+): string {
+  return submissionKey(`${me.accountId}|${me.deviceId}`, messageId);
+}
+
+/**
  * Enqueues every copy atomically (deduplicated by `dedupKey` when given), counts them and wakes
  * the recipients' delivery; the answer, once committed, tells a duplicate submission from a new
  * one. The enqueue is called before this returns, so a device's submissions keep their order.
@@ -230,12 +241,7 @@ export async function submitMessage(
   }));
   // Targeted copies (answers to retry receipts, history for a new companion) reuse a message id
   // on purpose; the recipient deduplicates by message id, so the server does not.
-  return store(
-    ctx,
-    inserts,
-    now,
-    req.targeted ? undefined : submissionKey(`${me.accountId}|${me.deviceId}`, messageId),
-  );
+  return store(ctx, inserts, now, req.targeted ? undefined : localSubmissionKey(me, messageId));
 }
 
 /** Ack: deletes acknowledged messages from the caller's own queue only. */
@@ -354,8 +360,7 @@ export async function submitGroupMessage(
       inserts.push({ accountId: member, deviceId: d.deviceId, envelope });
     }
   }
-  // The same scope as a one-to-one submission's: one id, one message, whichever way it went.
-  return store(ctx, inserts, now, submissionKey(`${me.accountId}|${me.deviceId}`, messageId));
+  return store(ctx, inserts, now, localSubmissionKey(me, messageId));
 }
 
 /** BlobUpload: chunks of an encrypted blob; the final chunk carries the SHA-256. */
