@@ -10,6 +10,7 @@ import Database from "better-sqlite3";
 import { createTextSender } from "./fixtures/text-sender.ts";
 import { submissionKey } from "../src/internal/dedup-key.ts";
 import { TestDevice, connect, startTestServer, tempDir } from "./support.ts";
+import { ServerError } from "../src/internal/errors.ts";
 import { openSqliteServerStore } from "../src/internal/store/sqlite-server-store.ts";
 import type { ServerStore } from "../src/internal/store/server-store.ts";
 import { generateNoiseKeyPair } from "@pairwise/transport";
@@ -594,6 +595,14 @@ describe("relay server over Noise/WebSocket", () => {
 
 describe("companion expiry", () => {
   const DAY = 24 * 60 * 60 * 1000;
+  /** `store` with some of its methods replaced (the rest are its own). */
+  const overriding = (store: ServerStore, methods: Partial<ServerStore>): ServerStore =>
+    new Proxy(store, {
+      get: (target, prop, receiver) =>
+        Object.hasOwn(methods, prop)
+          ? methods[prop as keyof ServerStore]
+          : (Reflect.get(target, prop, receiver) as unknown),
+    });
 
   it("keeps a companion while its primary is online, and logs it out once the primary has been away for the expiry", async () => {
     let clock = Date.now();
@@ -640,15 +649,10 @@ describe("companion expiry", () => {
     // Writes of last_seen wait for this gate: a connect whose write has not landed yet.
     let openGate = () => {};
     let gate = Promise.resolve();
-    const store = new Proxy(sqlite, {
-      get(target, prop, receiver) {
-        if (prop === "touchDevice") {
-          return async (...args: Parameters<ServerStore["touchDevice"]>) => {
-            await gate;
-            return target.touchDevice(...args);
-          };
-        }
-        return Reflect.get(target, prop, receiver) as unknown;
+    const store = overriding(sqlite, {
+      touchDevice: async (...args) => {
+        await gate;
+        return sqlite.touchDevice(...args);
       },
     });
     const srv = await startTestServer({ dataDir }, { now: () => clock, store });
@@ -669,6 +673,72 @@ describe("companion expiry", () => {
       expect(laptop.pushes.some((p) => p.kind.case === "deviceRemoved")).toBe(false);
     } finally {
       openGate();
+      await srv.close();
+    }
+  });
+
+  it("keeps the companions of a primary connected here even when its last_seen could not be written", async () => {
+    let clock = Date.now();
+    const dataDir = tempDir();
+    const sqlite = openSqliteServerStore({ path: join(dataDir, "relay.db") });
+    let failTouches = false;
+    const store = overriding(sqlite, {
+      touchDevice: (...args) =>
+        failTouches
+          ? Promise.reject(new ServerError("Unavailable", "database unavailable"))
+          : sqlite.touchDevice(...args),
+    });
+    const srv = await startTestServer({ dataDir }, { now: () => clock, store });
+    try {
+      const ren = await TestDevice.register(srv, "ren");
+      const laptop = await ren.linkCompanion(srv, "laptop");
+      // The primary stays connected, but none of its last_seen writes land: the store lists its
+      // companion as stale, and only the primary's connection here keeps it.
+      failTouches = true;
+      clock += 15 * DAY;
+      await srv.relay.runHousekeeping();
+      expect(await srv.relay.context.store.listStaleCompanions(clock - 14 * DAY)).toEqual([
+        { accountId: "ren", deviceId: laptop.deviceId },
+      ]);
+      expect(await srv.relay.context.store.getDevice("ren", laptop.deviceId)).toBeDefined();
+      expect(laptop.pushes.some((p) => p.kind.case === "deviceRemoved")).toBe(false);
+    } finally {
+      failTouches = false;
+      await srv.close();
+    }
+  });
+
+  it("keeps the companions of a primary that another node sees while the pass runs", async () => {
+    let clock = Date.now();
+    const dataDir = tempDir();
+    const sqlite = openSqliteServerStore({ path: join(dataDir, "relay.db") });
+    // Just before the removal (the account read that precedes it), the primary connects to
+    // another node of the cluster, which writes its last_seen to the shared store.
+    let otherNodeSees: string | undefined;
+    const store = overriding(sqlite, {
+      getAccount: async (accountId) => {
+        if (accountId === otherNodeSees) await sqlite.touchDevice(accountId, 1, clock);
+        return sqlite.getAccount(accountId);
+      },
+    });
+    const srv = await startTestServer({ dataDir }, { now: () => clock, store });
+    try {
+      const sol = await TestDevice.register(srv, "sol");
+      const laptop = await sol.linkCompanion(srv, "laptop");
+      await sol.conn.close();
+      await connectionsDownTo(srv, 1);
+      clock += 15 * DAY;
+      otherNodeSees = "sol";
+      await srv.relay.runHousekeeping();
+      expect(await srv.relay.context.store.getDevice("sol", laptop.deviceId)).toBeDefined();
+      expect(laptop.pushes.some((p) => p.kind.case === "deviceRemoved")).toBe(false);
+      // Away for the expiry again: now it goes.
+      otherNodeSees = undefined;
+      clock += 15 * DAY;
+      await srv.relay.runHousekeeping();
+      await laptop.waitFor(() => laptop.pushes.some((p) => p.kind.case === "deviceRemoved"));
+      expect(await srv.relay.context.store.getDevice("sol", laptop.deviceId)).toBeUndefined();
+    } finally {
       await srv.close();
     }
   });

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { DiskBlobStorage, type BlobStorage } from "./blob-storage.ts";
 import type { ServerConfig } from "./config.ts";
 import type { RelayContext } from "./context.ts";
+import { ServerError } from "./errors.ts";
 import { createServerMetrics, type ServerMetrics } from "./metrics.ts";
 import { makeStamp, newerStamp, type ClusterBus } from "./cluster-bus.ts";
 import { ProvisioningChannels } from "./provisioning.ts";
@@ -196,8 +197,9 @@ export class Relay {
    * most an hour), at most REFRESH_PER_PASS of them, so that a node's primaries are spread over
    * the passes rather than written all at once an hour after a restart. It then waits for every
    * such write under way (connects and disconnects included) before it reads the stale list.
-   * And a companion is kept if its primary is connected here, or was seen since the list was
-   * read (read again just before the removal: it may have connected to another node).
+   * And a companion is kept if its primary is connected here, or was seen since the cutoff
+   * when it is removed (the store checks in the removal's transaction: the primary may have
+   * connected to another node since the list was read).
    */
   async runHousekeeping(): Promise<void> {
     const now = this.context.now();
@@ -217,18 +219,31 @@ export class Relay {
       await Promise.all([...this.touching]);
       for (const c of await this.options.store.listStaleCompanions(cutoff)) {
         if (this.byDevice.has(key(c.accountId, PRIMARY))) continue;
-        const primary = await this.options.store.getDevice(c.accountId, PRIMARY);
-        if (primary && primary.lastSeen >= cutoff) continue;
         const account = await this.options.store.getAccount(c.accountId);
         if (!account) continue;
         // The server cannot sign a new device list (only the primary can); it removes the
-        // device's keys and queue, which is what stops delivery, and keeps the list as is.
-        await this.options.store.removeDevice({
-          accountId: c.accountId,
-          deviceId: c.deviceId,
-          signedDeviceList: account.signedDeviceList,
-          timestamp: account.deviceListTimestamp,
-        });
+        // device's keys and queue, which is what stops delivery, and keeps the list as is. Only
+        // if the primary is still unseen since the cutoff, checked in the removal's own
+        // transaction: it may have connected to another node since the list was read.
+        const removed = await this.options.store
+          .removeDevice({
+            accountId: c.accountId,
+            deviceId: c.deviceId,
+            signedDeviceList: account.signedDeviceList,
+            timestamp: account.deviceListTimestamp,
+            primarySeenBefore: cutoff,
+          })
+          .then(
+            () => true,
+            (err: unknown) => {
+              // Seen since, or the companion already gone (another node's pass): nothing to do.
+              if (ServerError.is(err) && (err.code === "Conflict" || err.code === "NotFound")) {
+                return false;
+              }
+              throw err;
+            },
+          );
+        if (!removed) continue;
         this.context.disconnect(c.accountId, c.deviceId);
         this.options.logger.info(
           { deviceId: c.deviceId },

@@ -553,6 +553,18 @@ export async function openPgServerStore(options: PgServerStoreOptions): Promise<
         }
         const dev = await devKey(c, input.accountId, input.deviceId);
         if (dev === undefined) throw new ServerError("NotFound", "device not found");
+        if (input.primarySeenBefore !== undefined) {
+          // Locked: a touch of the primary (another node's connect) waits for this transaction,
+          // or has committed and is read here.
+          const primary = await one<{ last_seen: number }>(
+            c,
+            "SELECT last_seen FROM devices WHERE account_id = $1 AND device_id = 1 FOR UPDATE",
+            [input.accountId],
+          );
+          if (primary && primary.last_seen >= input.primarySeenBefore) {
+            throw new ServerError("Conflict", "the primary has been seen since");
+          }
+        }
         if (input.timestamp > current.device_list_timestamp) {
           await casDeviceList(c, input.accountId, input.signedDeviceList, input.timestamp);
         }

@@ -205,13 +205,17 @@ export interface ServerStore {
    * Removes a device with its keys and queue, and stores the new device list, in one transaction.
    * A `timestamp` equal to the stored one keeps the stored list (server-side logout, which cannot
    * sign a list); an older one is "StaleDeviceList". "NotFound" for an unknown account or device,
-   * "InvalidRequest" for device 1. Nothing changes on error.
+   * "InvalidRequest" for device 1. With `primarySeenBefore`, the device goes only if the
+   * account's primary was last seen before it, read in the same transaction as the removal
+   * (a cluster node's companion expiry, which another node's write of the primary's `last_seen`
+   * must be able to stop); otherwise "Conflict". Nothing changes on error.
    */
   removeDevice(input: {
     accountId: string;
     deviceId: number;
     signedDeviceList: Uint8Array;
     timestamp: number;
+    primarySeenBefore?: number;
   }): Promise<void>;
   /** Records activity; cheap, may be batched. */
   touchDevice(accountId: string, deviceId: number, now: number): Promise<void>;

@@ -238,6 +238,12 @@ export function createSqliteDirectory(
     }
     const dev = ctx.devKey(input.accountId, input.deviceId);
     if (dev === undefined) throw new ServerError("NotFound", "device not found");
+    if (input.primarySeenBefore !== undefined) {
+      const primary = q.device.get(input.accountId, 1);
+      if (primary && primary.last_seen >= input.primarySeenBefore) {
+        throw new ServerError("Conflict", "the primary has been seen since");
+      }
+    }
     if (input.timestamp > current.device_list_timestamp) {
       casDeviceList(input.accountId, input.signedDeviceList, input.timestamp);
     }

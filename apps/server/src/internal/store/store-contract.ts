@@ -358,6 +358,33 @@ export function describeServerStoreContract(name: string, open: () => Promise<Se
         expect(await store.getDevice(accountId, 2)).toBeUndefined();
         expect(await store.getAccount(accountId)).toEqual(before);
       });
+
+      it("removes a companion only while its primary is unseen since primarySeenBefore", async () => {
+        const { accountId } = await account();
+        const c = await companion(accountId);
+        // The companion's own activity does not count, only the primary's.
+        await store.touchDevice(accountId, c.deviceId, T0 + 20 * MINUTE);
+        await store.touchDevice(accountId, 1, T0 + 10 * MINUTE);
+        const before = await store.getAccount(accountId);
+        const remove = (primarySeenBefore: number) =>
+          store.removeDevice({
+            accountId,
+            deviceId: c.deviceId,
+            signedDeviceList: bytes(40),
+            timestamp: 1,
+            primarySeenBefore,
+          });
+        // Seen at the cutoff itself counts as seen.
+        for (const cutoff of [T0, T0 + 10 * MINUTE]) {
+          expect(await codeOf(remove(cutoff))).toBe("Conflict");
+        }
+        expect(await store.getDevice(accountId, c.deviceId)).toBeDefined();
+        expect(await store.getDeviceByNoiseKey(c.noiseKey)).toBeDefined();
+        await remove(T0 + 10 * MINUTE + 1);
+        expect(await store.getDevice(accountId, c.deviceId)).toBeUndefined();
+        expect(await store.getAccount(accountId)).toEqual(before);
+        expect(await codeOf(remove(T0 + 10 * MINUTE + 1))).toBe("NotFound");
+      });
     });
 
     describe("prekeys", () => {
