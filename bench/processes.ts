@@ -37,8 +37,13 @@ export async function startProcess(
   const prof = process.env.BENCH_CPU_PROF
     ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_CPU_PROF]
     : [];
-  // TypeScript entries run through tsx; built ones (dist) as they run in production.
-  const tsx = args[0]?.endsWith(".ts") ? ["--import", "tsx"] : [];
+  // TypeScript entries run through tsx; built ones (dist) as they run in production. tsx's
+  // loader runs on a thread of its own, with its own V8 heap, idle once the modules are loaded;
+  // V8's memory reducer collects that heap about 24 s after the process starts (two full
+  // collections, 11-27 ms each, marking on the process's helper threads too), which in the relay
+  // bench is when the latency phase runs. Off for these processes, the bench's helpers (the idle
+  // devices, the floors' servers): a server under test runs from dist and has no such thread.
+  const tsx = args[0]?.endsWith(".ts") ? ["--no-memory-reducer", "--import", "tsx"] : [];
   // BENCH_NODE_ARGS (e.g. "--trace-gc"): extra Node flags for the children, whose stdout is
   // then copied to stderr, each line prefixed with the child's pid.
   const extra = process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];

@@ -14,8 +14,11 @@
 // each, taken in turn, the relay's median rate was 58.0k messages/s with the flag and 49.2k
 // without, and this process's CPU per message at peak 12.3 and 13.5 µs. The flag is this
 // process's, so it holds for every benchmark's load and floor clients; the others were not
-// compared with and without it. The servers under test, and the floors' servers, run in their
-// own processes with the flags the relay is deployed with (processes.ts).
+// compared with and without it. And with `--no-memory-reducer`: tsx's loader thread has a V8
+// heap of its own, which the memory reducer collects about 24 s after the process starts, in
+// the relay bench's latency phase (see processes.ts, which runs the bench's helper processes
+// with the same flag). The servers under test, and the floors' servers, run in their own
+// processes with the flags the relay is deployed with (processes.ts).
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
