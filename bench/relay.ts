@@ -212,7 +212,7 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   const warmupMessages = Math.round(rate * LATENCY_WARMUP_SECONDS);
   const total = warmupMessages + latencyMessages;
   // Every paced message counts towards the arrivals awaited; only the recorded ones are timed.
-  const { at: arrivedAt, expect } = load.record(latencyMessages);
+  const { at: arrivedAt, id: recordedId } = load.record(latencyMessages);
   const sentAt = new Float64Array(latencyMessages);
   await serverLag();
   const loadLag = monitorEventLoopDelay({ resolution: 1 });
@@ -246,8 +246,7 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
       mark("latency");
     }
     if (recorded >= 0) sentAt[recorded] = nowMs();
-    const id = newMessageId();
-    if (recorded >= 0) expect(id, recorded);
+    const id = recorded >= 0 ? recordedId(recorded) : newMessageId();
     submit(id).then(
       () => answered++,
       (err: unknown) => (failed = err),
