@@ -220,10 +220,12 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   const loadGcs: PerformanceEntry[] = [];
   const gcWatch = new PerformanceObserver((list) => loadGcs.push(...list.getEntries()));
   let gcFrom = 0;
-  // CPU time so far (ms): the server's, this process's (the load's) and the whole machine's.
+  // CPU time so far (ms): the server's, this process's (the load's), the idle devices' process's
+  // and the whole machine's.
   const cpuNow = () => ({
     server: cpuMs(child.pid!),
     load: cpuMs(process.pid),
+    idle: cpuMs(idle.child.pid!),
     machine: machineBusyMs(),
   });
   let pacedCpu = cpuNow();
@@ -283,6 +285,17 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   const pacedServerCpuUs = pacedUs("server");
   const pacedLoadCpuUs = pacedUs("load");
   const pacedMachineCpuUs = pacedUs("machine");
+  // What else ran meanwhile, in ms of CPU over the recorded phase: the idle devices' process, and
+  // everything that is none of the bench's (other services, the kernel's own threads). On this
+  // kind of machine a once-a-minute start of an Erlang VM (RabbitMQ's, not the project's) and
+  // the kernel's kdamond took 150 ms of CPU in 250 ms, and 15 ms in 60 ms, in windows where the
+  // latencies climbed (perf sched): a p99 over the target with a large figure here is worth
+  // running again.
+  const spent = (side: keyof typeof pacedEnd) => pacedEnd[side] - pacedCpu[side];
+  const pacedOthersMs = {
+    idle: spent("idle"),
+    rest: Math.max(0, spent("machine") - spent("server") - spent("load") - spent("idle")),
+  };
   const latencies = Array.from(sentAt, (t, i) => arrivedAt[i]! - t);
   // BENCH_LAT_DUMP=file: each latency message's send time (this process's monotonic clock, ms)
   // and latency, as JSON, to line the tail up with GC traces or other processes' stalls
@@ -320,6 +333,7 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
     pacedServerCpuUs,
     pacedLoadCpuUs,
     pacedMachineCpuUs,
+    pacedOthersMs,
     loadFullGcs: fullGcs.map((e) => e.duration),
   };
 }
@@ -351,6 +365,11 @@ line(
   "  CPU per message at that rate: server, load, whole machine",
   `${Math.round(r.pacedServerCpuUs)}, ${Math.round(r.pacedLoadCpuUs)}, ${Math.round(r.pacedMachineCpuUs)}`,
   "µs",
+);
+line(
+  "  CPU while recording: the idle devices' process, everything else",
+  `${r.pacedOthersMs.idle}, ${r.pacedOthersMs.rest}`,
+  "ms",
 );
 line(
   "  the load's full GCs while recording",
