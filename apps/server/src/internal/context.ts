@@ -28,6 +28,8 @@ export interface RelayContext {
   provisionRemote?: (ref: string, envelope: Uint8Array) => Promise<boolean>;
   /** In a cluster: how often an idle delivery loop re-reads its queue anyway. */
   pollMs?: number;
+  /** The dedup key the store keeps for a submission (a keyed digest; see `submissionKeys`). */
+  submissionKey(scope: string, messageId: string): string;
   /**
    * Wakes the delivery loop of a connected device: it has new mail. `mail` is the committed
    * message itself (its queue seq and bytes), so a device that is caught up gets it pushed

@@ -1,8 +1,11 @@
+import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { submissionKey } from "./dedup-key.ts";
+import { submissionKeys } from "./dedup-key.ts";
 
-describe("submissionKey", () => {
+describe("submissionKeys", () => {
   const id = "0193a5b2-1c3d-7abc-8def-0123456789ab";
+  const secret = randomBytes(32);
+  const submissionKey = submissionKeys(secret);
 
   it("is the UUIDv7 timestamp, then a digest of sender and id that shows neither", () => {
     const key = submissionKey("alice|1", id);
@@ -11,6 +14,16 @@ describe("submissionKey", () => {
     expect(key).not.toContain("0123456789ab");
     expect(submissionKey("alice|1", id)).toBe(key);
     expect(submissionKey("ALICE|1", id.toUpperCase()).slice(0, 13)).toBe(key.slice(0, 13));
+  });
+
+  it("is keyed: the same secret (every node of a cluster) gives the same key, another secret or none another", () => {
+    const key = submissionKey("alice|1", id);
+    expect(submissionKeys(Uint8Array.from(secret))("alice|1", id)).toBe(key);
+    expect(submissionKeys(randomBytes(32))("alice|1", id)).not.toBe(key);
+    // Not the digest anyone can compute without the secret (the unkeyed one of before).
+    const unkeyed = createHash("sha256").update(`7:alice|1|${id}`).digest("base64url");
+    expect(key.split(".").pop()).not.toBe(unkeyed.slice(0, 22));
+    expect(() => submissionKeys(randomBytes(16))).toThrow(/at least 32 bytes/);
   });
 
   it("tells senders and ids apart", () => {

@@ -1,4 +1,4 @@
-import { hash } from "node:crypto";
+import { hash, hkdfSync } from "node:crypto";
 
 /** Whether `id` is a UUIDv7 (RFC 9562), as clients make message ids (newMessageId). */
 function isUuidV7(id: string): boolean {
@@ -13,23 +13,37 @@ function isUuidV7(id: string): boolean {
 }
 
 /**
- * The key the store keeps to deduplicate a submission: a SHA-256 digest (132 bits of it) of who
- * sent it (`scope`: account and device, or the federated sender) and its message id, not the
- * two in the clear. The store keeps these keys as long as a queued message may wait (30 days by
- * default), long after the message itself is delivered and deleted; in the clear they were a
- * list of who sent a message when. The digest is not keyed: it hides ids that cannot be
- * guessed (a UUIDv7 has 74 random bits), but for an id that is known or guessable, someone
- * holding the database can try each account and device to find the sender.
+ * The keys the store keeps to deduplicate submissions, under `secret` (the server's Noise static
+ * private key, which every node of a cluster shares): `(scope, messageId)` gives a keyed digest
+ * (132 bits) of who sent a submission (`scope`: account and device, or the federated sender)
+ * and its message id, not the two in the clear. The store keeps these keys as long as a queued
+ * message may wait (30 days by default), long after the message itself is delivered and
+ * deleted; in the clear they were a list of who sent a message when. Keyed, so that a copy of
+ * the database alone (a backup, a PostgreSQL server apart from the nodes' key files) cannot be
+ * used to test a guessed message id against each account and device; whoever also holds the
+ * server's key can. Another key (a new `server-key.json`) gives other digests: a submission sent
+ * before the change and retried after it is stored again (recipients drop it by its id).
+ *
+ * The digest is SHA-256 over a 64-character key (one whole input block, derived from `secret`
+ * with HKDF) followed by the input, cut to 132 bits: with most of the hash's state withheld, the
+ * key cannot be extended past; and it costs a quarter of `createHmac`'s per-call price here
+ * (0.76-0.88 µs against 2.98-3.33 µs an input, 200,000 inputs).
  *
  * A UUIDv7 id's millisecond timestamp (hex) comes first, so that keys are written in time
  * order, at the end of the table's b-tree, as the clear keys were for each sender: digests
  * alone would land each insert on a page of its own. Any other id gives the digest alone (a
  * digest has no ".", so it never equals a key with a timestamp).
  */
-export function submissionKey(scope: string, messageId: string): string {
-  // The scope's length first: no id can move the boundary between the two (ids may hold "|").
-  const input = `${String(scope.length)}:${scope}|${messageId}`;
-  const digest = hash("sha256", input, "base64url").slice(0, 22);
-  if (!isUuidV7(messageId)) return digest;
-  return `${(messageId.slice(0, 8) + messageId.slice(9, 13)).toLowerCase()}.${digest}`;
+export function submissionKeys(secret: Uint8Array): (scope: string, messageId: string) => string {
+  if (secret.byteLength < 32) throw new Error("the dedup key secret must be at least 32 bytes");
+  const prefix = Buffer.from(
+    hkdfSync("sha256", secret, new Uint8Array(0), "pairwise relay dedup keys v1", 48),
+  ).toString("base64url");
+  return (scope, messageId) => {
+    // The scope's length first: no id can move the boundary between the two (ids may hold "|").
+    const input = `${prefix}${String(scope.length)}:${scope}|${messageId}`;
+    const digest = hash("sha256", input, "base64url").slice(0, 22);
+    if (!isUuidV7(messageId)) return digest;
+    return `${(messageId.slice(0, 8) + messageId.slice(9, 13)).toLowerCase()}.${digest}`;
+  };
 }

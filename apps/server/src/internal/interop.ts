@@ -25,7 +25,6 @@ import {
   type HandlerResult,
   type RelayContext,
 } from "./context.ts";
-import { submissionKey } from "./dedup-key.ts";
 import { ServerError } from "./errors.ts";
 import { requireDevice } from "./handlers/accounts.ts";
 import { groupNotice, wakeNotified } from "./handlers/group-notices.ts";
@@ -657,7 +656,7 @@ export function federationHandler(
       const r = await ctx.store.enqueue(inserts, {
         now,
         expiresAt: now + ctx.config.queueTtlMs,
-        dedupKey: submissionKey(`fed|${sender}|${req.senderDevice}`, messageId),
+        dedupKey: ctx.submissionKey(`fed|${sender}|${req.senderDevice}`, messageId),
       });
       duplicate = r.duplicate;
       if (!r.duplicate) for (const i of inserts) ctx.notify(i.accountId, i.deviceId);
@@ -731,7 +730,7 @@ export function federationHandler(
         req.groupSender !== ""
           ? fromHost(getService(), partner, req.groupSender)
           : `${req.senderAccount}@${partner}`;
-      const dedupKey = submissionKey(
+      const dedupKey = ctx.submissionKey(
         `fed|${sender}|${req.senderDevice}|${req.recipient}`,
         messageId,
       );

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { DiskBlobStorage, type BlobStorage } from "./blob-storage.ts";
 import type { ServerConfig } from "./config.ts";
 import type { RelayContext } from "./context.ts";
+import { submissionKeys } from "./dedup-key.ts";
 import { ServerError } from "./errors.ts";
 import { createServerMetrics, type ServerMetrics } from "./metrics.ts";
 import { makeStamp, newerStamp, type ClusterBus } from "./cluster-bus.ts";
@@ -23,6 +24,11 @@ export interface RelayOptions {
   /** Links this node to the others of a cluster (wake-ups, removals, connection ownership). */
   bus?: ClusterBus;
   now?: () => number;
+  /**
+   * The secret the submissions' dedup keys are derived under (the server's Noise static private
+   * key: the same on every node of a cluster); see {@link submissionKeys}.
+   */
+  dedupSecret: Uint8Array;
 }
 
 const PRIMARY = 1;
@@ -87,6 +93,7 @@ export class Relay {
         now,
       ),
       ...(bus ? { pollMs: options.config.clusterPollMs } : {}),
+      submissionKey: submissionKeys(options.dedupSecret),
       notify(accountId, deviceId, mail) {
         byDevice.get(key(accountId, deviceId))?.notify(mail);
         bus?.mail(accountId, deviceId);

@@ -123,6 +123,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     ...(blobs ? { blobs } : {}),
     ...(bus ? { bus } : {}),
     ...(options.now ? { now: options.now } : {}),
+    dedupSecret: staticKeyPair.privateKey,
   });
   let federation: RunningFederation | undefined;
   if (config.provider) {

@@ -21,7 +21,6 @@ import type {
   PendingResult,
   RelayContext,
 } from "../context.ts";
-import { submissionKey } from "../dedup-key.ts";
 import { ServerError } from "../errors.ts";
 import type { GroupRecord, QueueInsert } from "../store/server-store.ts";
 import { LIMITS, check, checkAccountId, checkMessageId, checkText } from "../validate.ts";
@@ -34,10 +33,11 @@ import { groupNotice, wakeNotified } from "./group-notices.ts";
  * group submissions alike (one id, one message, whichever way it went).
  */
 function localSubmissionKey(
+  ctx: RelayContext,
   me: { accountId: string; deviceId: number },
   messageId: string,
 ): string {
-  return submissionKey(`${me.accountId}|${me.deviceId}`, messageId);
+  return ctx.submissionKey(`${me.accountId}|${me.deviceId}`, messageId);
 }
 
 /**
@@ -241,7 +241,12 @@ export async function submitMessage(
   }));
   // Targeted copies (answers to retry receipts, history for a new companion) reuse a message id
   // on purpose; the recipient deduplicates by message id, so the server does not.
-  return store(ctx, inserts, now, req.targeted ? undefined : localSubmissionKey(me, messageId));
+  return store(
+    ctx,
+    inserts,
+    now,
+    req.targeted ? undefined : localSubmissionKey(ctx, me, messageId),
+  );
 }
 
 /** Ack: deletes acknowledged messages from the caller's own queue only. */
@@ -360,7 +365,7 @@ export async function submitGroupMessage(
       inserts.push({ accountId: member, deviceId: d.deviceId, envelope });
     }
   }
-  return store(ctx, inserts, now, localSubmissionKey(me, messageId));
+  return store(ctx, inserts, now, localSubmissionKey(ctx, me, messageId));
 }
 
 /** BlobUpload: chunks of an encrypted blob; the final chunk carries the SHA-256. */
