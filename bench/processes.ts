@@ -13,7 +13,9 @@ export const STALL_WATCH = pathToFileURL(join(import.meta.dirname, "stall-watch.
 /**
  * Node flags the servers run with, as apps/server's README says to deploy the relay ("Running
  * it"): 32 MB semi-spaces. Given to the floors' servers too, so that a floor and the server it
- * is compared with run on the same runtime settings.
+ * is compared with run on the same runtime settings (a floor's server, run through tsx, also
+ * gets `--no-memory-reducer`, for tsx's loader thread, which a server run from dist does not
+ * have: see startProcess).
  */
 export const SERVER_NODE_ARGS = ["--max-semi-space-size=32"];
 

@@ -286,7 +286,9 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   const pacedLoadCpuUs = pacedUs("load");
   const pacedMachineCpuUs = pacedUs("machine");
   // What else ran meanwhile, in ms of CPU over the recorded phase: the idle devices' process, and
-  // everything that is none of the bench's (other services, the kernel's own threads). On this
+  // the rest of the machine (other services, the kernel's own threads, and interrupt time not
+  // charged to a process, some of it the bench's own loopback traffic). Each figure is read in
+  // 10 ms ticks, so the rest is good to a few tens of ms, enough for the bursts it is for. On this
   // kind of machine a once-a-minute start of an Erlang VM (RabbitMQ's, not the project's) and
   // the kernel's kdamond took 150 ms of CPU in 250 ms, and 15 ms in 60 ms, in windows where the
   // latencies climbed (perf sched): a p99 over the target with a large figure here is worth
@@ -367,7 +369,7 @@ line(
   "µs",
 );
 line(
-  "  CPU while recording: the idle devices' process, everything else",
+  "  CPU while recording: the idle devices' process, the rest of the machine",
   `${r.pacedOthersMs.idle}, ${r.pacedOthersMs.rest}`,
   "ms",
 );

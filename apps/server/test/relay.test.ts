@@ -710,6 +710,49 @@ describe("companion expiry", () => {
     }
   });
 
+  it("goes on with the pass when a primary publishes a new device list just before a removal", async () => {
+    let clock = Date.now();
+    const dataDir = tempDir();
+    const sqlite = openSqliteServerStore({ path: join(dataDir, "relay.db") });
+    // The account read that precedes uma's removal is taken just before uma's primary publishes
+    // a newer list: the removal meets StaleDeviceList.
+    let publishAfterRead: string | undefined;
+    const store = overriding(sqlite, {
+      getAccount: async (accountId) => {
+        const account = await sqlite.getAccount(accountId);
+        if (account && accountId === publishAfterRead) {
+          publishAfterRead = undefined;
+          await sqlite.updateDeviceList({
+            accountId,
+            signedDeviceList: account.signedDeviceList,
+            timestamp: account.deviceListTimestamp + 1,
+          });
+        }
+        return account;
+      },
+    });
+    const srv = await startTestServer({ dataDir }, { now: () => clock, store });
+    try {
+      const uma = await TestDevice.register(srv, "uma");
+      const umaLaptop = await uma.linkCompanion(srv, "laptop");
+      const vic = await TestDevice.register(srv, "vic");
+      const vicLaptop = await vic.linkCompanion(srv, "laptop");
+      await uma.conn.close();
+      await vic.conn.close();
+      await connectionsDownTo(srv, 2);
+      clock += 15 * DAY;
+      publishAfterRead = "uma";
+      await srv.relay.runHousekeeping();
+      // uma's is left for the next pass; vic's, listed after it, is removed in this one.
+      expect(await srv.relay.context.store.getDevice("uma", umaLaptop.deviceId)).toBeDefined();
+      expect(await srv.relay.context.store.getDevice("vic", vicLaptop.deviceId)).toBeUndefined();
+      await srv.relay.runHousekeeping();
+      expect(await srv.relay.context.store.getDevice("uma", umaLaptop.deviceId)).toBeUndefined();
+    } finally {
+      await srv.close();
+    }
+  });
+
   it("keeps the companions of a primary that another node sees while the pass runs", async () => {
     let clock = Date.now();
     const dataDir = tempDir();

@@ -26,8 +26,8 @@ function isUuidV7(id: string): boolean {
  *
  * The digest is SHA-256 over a 64-character key (one whole input block, derived from `secret`
  * with HKDF) followed by the input, cut to 132 bits: with most of the hash's state withheld, the
- * key cannot be extended past; and it costs a quarter of `createHmac`'s per-call price here
- * (0.76-0.88 µs against 2.98-3.33 µs an input, 200,000 inputs).
+ * key cannot be extended past. 0.70 µs a key here (a loop over 200,000 ids; 0.64 µs unkeyed);
+ * `createHmac` alone took 2.98-3.33 µs an input.
  *
  * A UUIDv7 id's millisecond timestamp (hex) comes first, so that keys are written in time
  * order, at the end of the table's b-tree, as the clear keys were for each sender: digests

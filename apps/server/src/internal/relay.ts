@@ -3,7 +3,6 @@ import type { Logger } from "pino";
 import { DiskBlobStorage, type BlobStorage } from "./blob-storage.ts";
 import type { ServerConfig } from "./config.ts";
 import type { RelayContext } from "./context.ts";
-import { submissionKeys } from "./dedup-key.ts";
 import { ServerError } from "./errors.ts";
 import { createServerMetrics, type ServerMetrics } from "./metrics.ts";
 import { makeStamp, newerStamp, type ClusterBus } from "./cluster-bus.ts";
@@ -25,10 +24,10 @@ export interface RelayOptions {
   bus?: ClusterBus;
   now?: () => number;
   /**
-   * The secret the submissions' dedup keys are derived under (the server's Noise static private
-   * key: the same on every node of a cluster); see {@link submissionKeys}.
+   * The dedup key of a submission: `submissionKeys` under the server's Noise static private key
+   * (the same on every node of a cluster).
    */
-  dedupSecret: Uint8Array;
+  submissionKey: (scope: string, messageId: string) => string;
 }
 
 const PRIMARY = 1;
@@ -36,6 +35,8 @@ const HOUR = 60 * 60 * 1000;
 /** Connected primaries whose `last_seen` one housekeeping pass writes again, at most. */
 const REFRESH_PER_PASS = 1000;
 const key = (accountId: string, deviceId: number) => `${accountId}|${deviceId}`;
+/** What a companion's removal by housekeeping meets when another node or the primary came first. */
+const REMOVAL_RACES: ReadonlySet<string> = new Set(["Conflict", "NotFound", "StaleDeviceList"]);
 
 /**
  * The relay's protocol engine, independent of sockets: give it authenticated transports with
@@ -93,7 +94,7 @@ export class Relay {
         now,
       ),
       ...(bus ? { pollMs: options.config.clusterPollMs } : {}),
-      submissionKey: submissionKeys(options.dedupSecret),
+      submissionKey: options.submissionKey,
       notify(accountId, deviceId, mail) {
         byDevice.get(key(accountId, deviceId))?.notify(mail);
         bus?.mail(accountId, deviceId);
@@ -243,10 +244,9 @@ export class Relay {
           .then(
             () => true,
             (err: unknown) => {
-              // Seen since, or the companion already gone (another node's pass): nothing to do.
-              if (ServerError.is(err) && (err.code === "Conflict" || err.code === "NotFound")) {
-                return false;
-              }
+              // Seen since, the companion already gone (another node's pass), or a list the
+              // primary published since the account was read: nothing to do this pass.
+              if (ServerError.is(err) && REMOVAL_RACES.has(err.code)) return false;
               throw err;
             },
           );

@@ -11,6 +11,7 @@ import {
 } from "@pairwise/transport";
 import type { Logger } from "pino";
 import type { ServerConfig } from "./config.ts";
+import { submissionKeys } from "./dedup-key.ts";
 import { ServerError } from "./errors.ts";
 import { VAULT_PATH, createVaultHandler, loadVaultSetup } from "./handlers/backup-vault.ts";
 import { Relay } from "./relay.ts";
@@ -123,7 +124,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     ...(blobs ? { blobs } : {}),
     ...(bus ? { bus } : {}),
     ...(options.now ? { now: options.now } : {}),
-    dedupSecret: staticKeyPair.privateKey,
+    submissionKey: submissionKeys(staticKeyPair.privateKey),
   });
   let federation: RunningFederation | undefined;
   if (config.provider) {

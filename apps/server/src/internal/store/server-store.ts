@@ -236,8 +236,8 @@ export interface ServerStore {
   // ------------------------------------------------------------ queues
   /**
    * Enqueues every copy in one transaction and returns their seqs (in `inserts` order). With
-   * `dedupKey` (opaque here; the handlers give a digest of sender and message id, see
-   * `submissionKey`), a second call with the same key stores
+   * `dedupKey` (opaque here; the handlers give a keyed digest of sender and message id, see
+   * `submissionKeys`), a second call with the same key stores
    * nothing and returns `{ seqs: [], duplicate: true }` until the key's `expiresAt` passes. If any
    * copy names an unknown device: "NotFound", nothing stored and the dedup key not spent.
    */
