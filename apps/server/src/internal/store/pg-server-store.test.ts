@@ -1,12 +1,12 @@
 // The server's storage contract against the PostgreSQL running on this machine (and in CI):
 // 127.0.0.1:5432, database `test`, trust auth; override with PAIRWISE_TEST_POSTGRES.
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { ServerError } from "../errors.ts";
 import { PG_SCHEMA_VERSION } from "./pg-schema.ts";
 import { openPgServerStore } from "./pg-server-store.ts";
-import { describeServerStoreContract } from "./store-contract.ts";
+import { T0, bytes, codeOf, describeServerStoreContract, newDevice } from "./store-contract.ts";
 
 export const TEST_POSTGRES =
   process.env.PAIRWISE_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -24,6 +24,66 @@ describeServerStoreContract("PostgreSQL", () =>
 );
 
 describe("PostgreSQL store", () => {
+  it("removes a companion on condition only after a write of its primary's last_seen under way commits, and sees it", async () => {
+    const store = await openPgServerStore({
+      connectionString: TEST_POSTGRES,
+      schema,
+      maxConnections: 4,
+    });
+    const other = new pg.Client({ connectionString: TEST_POSTGRES });
+    await other.connect();
+    try {
+      const accountId = `acct-${randomUUID()}`;
+      await store.createAccount({
+        accountId,
+        accountKey: bytes(33),
+        signedDeviceList: bytes(80),
+        deviceListTimestamp: 1,
+        primary: newDevice(1, 0),
+        now: T0,
+      });
+      const slot = await store.reserveCompanion({ accountId, maxCompanions: 4, now: T0, ttlMs: 1 });
+      await store.addCompanion({
+        accountId,
+        device: newDevice(slot.deviceId, slot.keyIndex),
+        now: T0,
+      });
+      // Another node's connect of the primary, not committed yet.
+      await other.query("BEGIN");
+      await other.query(
+        `UPDATE ${schema}.devices SET last_seen = $1 WHERE account_id = $2 AND device_id = 1`,
+        [T0 + 60_000, accountId],
+      );
+      const removal = codeOf(
+        store.removeDevice({
+          accountId,
+          deviceId: slot.deviceId,
+          signedDeviceList: bytes(40),
+          timestamp: 1,
+          primarySeenBefore: T0 + 1,
+        }),
+      );
+      // The removal waits on the primary's row (bounded: 100 looks, 50 ms apart).
+      let waiting = false;
+      for (let i = 0; i < 100 && !waiting; i++) {
+        const r = await other.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND query LIKE '%last_seen FROM devices%FOR UPDATE%'`,
+        );
+        waiting = r.rows[0]!.n > 0;
+        if (!waiting) await new Promise((r) => setTimeout(r, 50));
+      }
+      await other.query("COMMIT");
+      expect(waiting).toBe(true);
+      expect(await removal).toBe("Conflict");
+      expect(await store.getDevice(accountId, slot.deviceId)).toBeDefined();
+    } finally {
+      await other.query("ROLLBACK").catch(() => undefined);
+      await other.end();
+      await store.close();
+    }
+  });
+
   it("migrates once when several nodes start at the same time", async () => {
     const fresh = `pw_test_${randomBytes(6).toString("hex")}`;
     const stores = await Promise.all(

@@ -3,10 +3,10 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ServerError, type ServerErrorCode } from "../errors.ts";
 import type { NewDevice, QueueInsert, ServerStore, SignedPreKeyRecord } from "./server-store.ts";
 
-const T0 = 1_700_000_000_000;
+export const T0 = 1_700_000_000_000;
 const MINUTE = 60_000;
 
-const bytes = (n: number) => new Uint8Array(randomBytes(n));
+export const bytes = (n: number) => new Uint8Array(randomBytes(n));
 const signed = (id: number, size = 32): SignedPreKeyRecord => ({
   id,
   publicKey: bytes(size),
@@ -14,7 +14,7 @@ const signed = (id: number, size = 32): SignedPreKeyRecord => ({
 });
 
 /** A device with 3 one-time prekeys (ids 1..3) and 2 one-time Kyber prekeys (ids 1..2). */
-function newDevice(deviceId: number, keyIndex: number): NewDevice {
+export function newDevice(deviceId: number, keyIndex: number): NewDevice {
   return {
     deviceId,
     keyIndex,
@@ -33,7 +33,7 @@ function newDevice(deviceId: number, keyIndex: number): NewDevice {
   };
 }
 
-async function codeOf(p: Promise<unknown>): Promise<ServerErrorCode | "resolved" | "other"> {
+export async function codeOf(p: Promise<unknown>): Promise<ServerErrorCode | "resolved" | "other"> {
   try {
     await p;
     return "resolved";
