@@ -280,8 +280,8 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   // too; at most a few ms of the phase). /proc counts in 10 ms ticks: over this phase a step of
   // about 0.3-1 µs a message, hence whole µs.
   const pacedEnd = cpuNow();
-  const pacedUs = (side: keyof typeof pacedEnd) =>
-    ((pacedEnd[side] - pacedCpu[side]) * 1000) / latencyMessages;
+  const spent = (side: keyof typeof pacedEnd) => pacedEnd[side] - pacedCpu[side];
+  const pacedUs = (side: keyof typeof pacedEnd) => (spent(side) * 1000) / latencyMessages;
   const pacedServerCpuUs = pacedUs("server");
   const pacedLoadCpuUs = pacedUs("load");
   const pacedMachineCpuUs = pacedUs("machine");
@@ -293,7 +293,6 @@ async function pairwise(floor: Awaited<ReturnType<typeof startFloor>>) {
   // the kernel's kdamond took 150 ms of CPU in 250 ms, and 15 ms in 60 ms, in windows where the
   // latencies climbed (perf sched): a p99 over the target with a large figure here is worth
   // running again.
-  const spent = (side: keyof typeof pacedEnd) => pacedEnd[side] - pacedCpu[side];
   const pacedOthersMs = {
     idle: spent("idle"),
     rest: Math.max(0, spent("machine") - spent("server") - spent("load") - spent("idle")),

@@ -19,8 +19,8 @@
 // the relay bench's latency phase (see processes.ts, which runs the bench's helper processes
 // with the same flag). The flags hold for every benchmark's process, including those that
 // measure code in this process (core; the cluster bench's store beside pgbench); those were
-// not compared with and without the memory reducer. The servers under test, and the floors' servers, run in their own
-// processes with the flags the relay is deployed with (processes.ts).
+// not compared with and without the memory reducer. The servers under test, and the floors'
+// servers, run in their own processes with the flags the relay is deployed with (processes.ts).
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";

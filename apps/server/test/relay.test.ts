@@ -597,14 +597,25 @@ describe("relay server over Noise/WebSocket", () => {
 
 describe("companion expiry", () => {
   const DAY = 24 * 60 * 60 * 1000;
-  /** `store` with some of its methods replaced (the rest are its own). */
-  const overriding = (store: ServerStore, methods: Partial<ServerStore>): ServerStore =>
-    new Proxy(store, {
+  /**
+   * A test server on its clock `now` whose SQLite store has the methods `replace` gives in place
+   * of its own (`replace` gets the store itself, to call through to).
+   */
+  const serverReplacing = (
+    now: () => number,
+    replace: (sqlite: ServerStore) => Partial<ServerStore>,
+  ) => {
+    const dataDir = tempDir();
+    const sqlite = openSqliteServerStore({ path: join(dataDir, "relay.db") });
+    const methods = replace(sqlite);
+    const store = new Proxy(sqlite, {
       get: (target, prop, receiver) =>
         Object.hasOwn(methods, prop)
           ? methods[prop as keyof ServerStore]
           : (Reflect.get(target, prop, receiver) as unknown),
     });
+    return startTestServer({ dataDir }, { now, store });
+  };
 
   it("keeps a companion while its primary is online, and logs it out once the primary has been away for the expiry", async () => {
     let clock = Date.now();
@@ -646,18 +657,18 @@ describe("companion expiry", () => {
 
   it("keeps the companions of a primary that comes back while a pass runs", async () => {
     let clock = Date.now();
-    const dataDir = tempDir();
-    const sqlite = openSqliteServerStore({ path: join(dataDir, "relay.db") });
     // Writes of last_seen wait for this gate: a connect whose write has not landed yet.
     let openGate = () => {};
     let gate = Promise.resolve();
-    const store = overriding(sqlite, {
-      touchDevice: async (...args) => {
-        await gate;
-        return sqlite.touchDevice(...args);
-      },
-    });
-    const srv = await startTestServer({ dataDir }, { now: () => clock, store });
+    const srv = await serverReplacing(
+      () => clock,
+      (sqlite) => ({
+        touchDevice: async (...args) => {
+          await gate;
+          return sqlite.touchDevice(...args);
+        },
+      }),
+    );
     try {
       const qin = await TestDevice.register(srv, "qin");
       const laptop = await qin.linkCompanion(srv, "laptop");
@@ -681,16 +692,16 @@ describe("companion expiry", () => {
 
   it("keeps the companions of a primary connected here even when its last_seen could not be written", async () => {
     let clock = Date.now();
-    const dataDir = tempDir();
-    const sqlite = openSqliteServerStore({ path: join(dataDir, "relay.db") });
     let failTouches = false;
-    const store = overriding(sqlite, {
-      touchDevice: (...args) =>
-        failTouches
-          ? Promise.reject(new ServerError("Unavailable", "database unavailable"))
-          : sqlite.touchDevice(...args),
-    });
-    const srv = await startTestServer({ dataDir }, { now: () => clock, store });
+    const srv = await serverReplacing(
+      () => clock,
+      (sqlite) => ({
+        touchDevice: (...args) =>
+          failTouches
+            ? Promise.reject(new ServerError("Unavailable", "database unavailable"))
+            : sqlite.touchDevice(...args),
+      }),
+    );
     try {
       const ren = await TestDevice.register(srv, "ren");
       const laptop = await ren.linkCompanion(srv, "laptop");
@@ -712,26 +723,26 @@ describe("companion expiry", () => {
 
   it("goes on with the pass when a primary publishes a new device list just before a removal", async () => {
     let clock = Date.now();
-    const dataDir = tempDir();
-    const sqlite = openSqliteServerStore({ path: join(dataDir, "relay.db") });
     // The account read that precedes uma's removal is taken just before uma's primary publishes
     // a newer list: the removal meets StaleDeviceList.
     let publishAfterRead: string | undefined;
-    const store = overriding(sqlite, {
-      getAccount: async (accountId) => {
-        const account = await sqlite.getAccount(accountId);
-        if (account && accountId === publishAfterRead) {
-          publishAfterRead = undefined;
-          await sqlite.updateDeviceList({
-            accountId,
-            signedDeviceList: account.signedDeviceList,
-            timestamp: account.deviceListTimestamp + 1,
-          });
-        }
-        return account;
-      },
-    });
-    const srv = await startTestServer({ dataDir }, { now: () => clock, store });
+    const srv = await serverReplacing(
+      () => clock,
+      (sqlite) => ({
+        getAccount: async (accountId) => {
+          const account = await sqlite.getAccount(accountId);
+          if (account && accountId === publishAfterRead) {
+            publishAfterRead = undefined;
+            await sqlite.updateDeviceList({
+              accountId,
+              signedDeviceList: account.signedDeviceList,
+              timestamp: account.deviceListTimestamp + 1,
+            });
+          }
+          return account;
+        },
+      }),
+    );
     try {
       const uma = await TestDevice.register(srv, "uma");
       const umaLaptop = await uma.linkCompanion(srv, "laptop");
@@ -755,18 +766,18 @@ describe("companion expiry", () => {
 
   it("keeps the companions of a primary that another node sees while the pass runs", async () => {
     let clock = Date.now();
-    const dataDir = tempDir();
-    const sqlite = openSqliteServerStore({ path: join(dataDir, "relay.db") });
     // Just before the removal (the account read that precedes it), the primary connects to
     // another node of the cluster, which writes its last_seen to the shared store.
     let otherNodeSees: string | undefined;
-    const store = overriding(sqlite, {
-      getAccount: async (accountId) => {
-        if (accountId === otherNodeSees) await sqlite.touchDevice(accountId, 1, clock);
-        return sqlite.getAccount(accountId);
-      },
-    });
-    const srv = await startTestServer({ dataDir }, { now: () => clock, store });
+    const srv = await serverReplacing(
+      () => clock,
+      (sqlite) => ({
+        getAccount: async (accountId) => {
+          if (accountId === otherNodeSees) await sqlite.touchDevice(accountId, 1, clock);
+          return sqlite.getAccount(accountId);
+        },
+      }),
+    );
     try {
       const sol = await TestDevice.register(srv, "sol");
       const laptop = await sol.linkCompanion(srv, "laptop");
