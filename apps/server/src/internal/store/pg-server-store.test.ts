@@ -63,9 +63,13 @@ describe("PostgreSQL store", () => {
           primarySeenBefore: T0 + 1,
         }),
       );
-      // The removal waits on the primary's row (bounded: 100 looks, 50 ms apart).
+      // The removal waits on the primary's row (bounded: 100 looks, 50 ms apart). Each look
+      // drops the statistics snapshot first: inside a transaction PostgreSQL keeps the first
+      // look's view of pg_stat_activity, and one taken before the removal got to the lock
+      // never showed it waiting (CI once).
       let waiting = false;
       for (let i = 0; i < 100 && !waiting; i++) {
+        await other.query("SELECT pg_stat_clear_snapshot()");
         const r = await other.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM pg_stat_activity
            WHERE wait_event_type = 'Lock' AND query LIKE '%last_seen FROM devices%FOR UPDATE%'`,
